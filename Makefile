@@ -1,0 +1,33 @@
+# Everything the README's commands need. `make run` and `make test` set up on first use.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+# torch 2.13.0 as a CPU build: this machine's pip finds it on disk; elsewhere set TORCH_INDEX to the CPU wheel index.
+TORCH_INDEX ?=
+
+.PHONY: setup index run test bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	@rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+setup: $(STAMP)
+
+index: setup
+	$(VENV)/bin/rag index build
+
+run: setup
+	$(VENV)/bin/rag ui
+
+test: setup
+	@scripts/ensure-chromium || true
+	$(PY) -m pytest
+
+bench: setup
+	$(PY) benchmarks/bench_index.py
+	$(PY) benchmarks/bench_query.py
+
+clean:
+	rm -rf $(VENV) index/gen-* index/CURRENT index/build.lock

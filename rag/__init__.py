@@ -1,0 +1,46 @@
+"""Retrieval-augmented question answering over news archives, with exact-span citations.
+
+The public API; the command line and the Streamlit app use nothing else."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from pathlib import Path
+from typing import Sequence
+
+from .build import BuildReport, build_index
+from .corpus import Article, iter_articles, load_documents, source_text
+from .engine import Engine, get_engine
+from .errors import (BadQuestion, CorpusEmpty, CorpusMissing, ExportError, IndexCorrupt, IndexLocked,
+                     IndexMismatch, IndexMissing, LLMUnavailable, RagError, SettingsError)
+from .records import Answer, Chunk, Citation, Document, Hit
+from .settings import Settings, describe_settings, load_settings
+from .status import IndexStatus, index_info, index_status, indexed_documents, verify_index
+
+
+def _settings(settings: Settings | None, corpus: Path | str | None, index: Path | str | None) -> Settings:
+    return (settings or load_settings()).with_paths(corpus, index)
+
+
+def search(query: str, k: int | None = None, *, doc_ids: Sequence[str] | None = None, since: str | None = None,
+           until: str | None = None, settings: Settings | None = None, index: Path | str | None = None
+           ) -> list[Hit]:
+    """The best passages of the live index for `query`."""
+    return get_engine(_settings(settings, None, index)).search(query, k, doc_ids, since, until)
+
+
+def ask(question: str, k: int | None = None, *, doc_ids: Sequence[str] | None = None, since: str | None = None,
+        until: str | None = None, mode: str | None = None, settings: Settings | None = None,
+        index: Path | str | None = None) -> Answer:
+    """A cited answer (or an abstention) from the live index."""
+    return get_engine(_settings(settings, None, index)).ask(question, k, doc_ids, since, until, mode)
+
+
+__all__ = [
+    "Answer", "Article", "BadQuestion", "BuildReport", "Chunk", "Citation", "CorpusEmpty", "CorpusMissing",
+    "Document", "Engine", "ExportError", "Hit", "IndexCorrupt", "IndexLocked", "IndexMismatch", "IndexMissing",
+    "IndexStatus", "LLMUnavailable", "RagError", "Settings", "SettingsError", "ask", "build_index",
+    "describe_settings", "get_engine", "index_info", "index_status", "indexed_documents", "iter_articles",
+    "load_documents", "load_settings", "search", "source_text", "verify_index", "__version__",
+]

@@ -1,0 +1,329 @@
+"""Building an index generation: stream articles, reuse unchanged vectors, embed the rest, write beside the
+live index, verify, then swap `CURRENT`."""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from . import __version__
+from .chunking import Chunker
+from .corpus import Article, corpus_files, fingerprint, iter_articles
+from .dates import normalise_date
+from .embedding import Embedder, load_embedder
+from .errors import CorpusEmpty, IndexLocked, RagError
+from .files import atomic_write_text, fsync_path, sha256_file
+from .index import (BM25_DIR, CHUNK_VECTORS, CURRENT, DB, FAISS_FILE, FORMAT_VERSION, INDEXES, LOCK, MANIFEST,
+                    SCHEMA, SENTENCE_VECTORS, DocRow, Generation, data_files, live_generation)
+from .lexical import Lexical
+from .sentences import sentence_spans
+from .settings import Settings
+from .store import VectorStore
+
+Progress = Callable[[str, int, int], None]  # stage, done, total
+_EMBED_BATCH = 512
+
+
+@dataclass(frozen=True)
+class BuildReport:
+    """What a build did."""
+
+    index: str
+    documents: int
+    chunks: int
+    sentences: int
+    added: int
+    changed: int
+    removed: int
+    unchanged: int
+    chunks_embedded: int
+    chunks_reused: int
+    full: bool
+    full_reason: str | None
+    seconds: float
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["warnings"] = list(self.warnings)
+        return data
+
+
+@contextmanager
+def build_lock(root: Path) -> Iterator[None]:
+    """Hold the index folder's build lock; IndexLocked at once if another build holds it."""
+    root.mkdir(parents=True, exist_ok=True)
+    fd = os.open(root / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
+            raise IndexLocked(f"Index {root} is locked: a build is already running (pid {holder}). "
+                              "Wait for it to finish; queries keep using the live index meanwhile.") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock; a killed process releases it too
+
+
+def _content_hash(article: Article) -> str:
+    doc, text = article.document, article.source_text
+    blob = json.dumps([doc.title, text[doc.start:doc.end], [(s - doc.start, e - doc.start) for s, e in doc.spans]])
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+class _VectorFile:
+    """A raw float32 matrix written by row, in any order."""
+
+    def __init__(self, path: Path, dim: int) -> None:
+        self.path = path
+        self.dim = dim
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+
+    def write(self, row: int, vectors: np.ndarray) -> None:
+        if len(vectors):
+            os.pwrite(self.fd, np.ascontiguousarray(vectors, dtype="<f4").tobytes(), row * self.dim * 4)
+
+    def close(self, rows: int) -> None:
+        os.ftruncate(self.fd, rows * self.dim * 4)
+        os.fsync(self.fd)
+        os.close(self.fd)
+
+
+class _EmbedQueue:
+    """Texts waiting to be encoded, flushed to their rows in large batches."""
+
+    def __init__(self, embedder: Embedder, out: _VectorFile) -> None:
+        self.embedder, self.out = embedder, out
+        self.rows: list[int] = []
+        self.texts: list[str] = []
+        self.embedded = 0
+
+    def add(self, row: int, text: str) -> None:
+        self.rows.append(row)
+        self.texts.append(text)
+        if len(self.texts) >= _EMBED_BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.texts:
+            return
+        vectors = self.embedder.encode_documents(self.texts)
+        rows = np.asarray(self.rows)
+        # rows arrive in runs; write each contiguous run at once
+        breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+        for part_rows, part in zip(np.split(rows, breaks), np.split(vectors, breaks)):
+            self.out.write(int(part_rows[0]), part)
+        self.embedded += len(self.texts)
+        self.rows, self.texts = [], []
+
+
+def _previous(root: Path, settings_hash: str, model_id: str, full: bool) -> tuple[Generation | None, str | None]:
+    """The live generation to reuse vectors from, or None with the reason for a full rebuild."""
+    if full:
+        return None, "--full was asked for"
+    try:
+        gen = live_generation(root)
+    except RagError:
+        return None, "no previous index"
+    try:
+        previous = Generation.open(gen)
+    except RagError as exc:
+        return None, f"the previous index is unusable ({exc})"
+    if previous.manifest.get("model") != model_id:
+        return None, f"the embedding model changed ({previous.manifest.get('model')} -> {model_id})"
+    if previous.manifest.get("settings_hash") != settings_hash:
+        return None, "the chunking settings changed"
+    return previous, None
+
+
+def _clean(root: Path, keep: set[str]) -> None:
+    """Remove generations and temporary files left by earlier builds, except `keep`."""
+    for path in root.iterdir():
+        if path.name.startswith("gen-") and path.name not in keep:
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.name.startswith(f".{CURRENT}."):
+            path.unlink(missing_ok=True)
+
+
+def build_index(settings: Settings, full: bool = False, progress: Progress | None = None,
+                warn: Callable[[str], None] | None = None, embedder: Embedder | None = None) -> BuildReport:
+    """Build (incrementally unless `full`) an index of `settings.paths.corpus` into `settings.paths.index`."""
+    began = time.monotonic()
+    root, corpus = settings.paths.index, settings.paths.corpus
+    warnings: list[str] = []
+
+    def _warn(message: str) -> None:
+        warnings.append(message)
+        if warn:
+            warn(message)
+
+    files = corpus_files(corpus)  # raises CorpusMissing before anything is touched
+    with build_lock(root):
+        try:
+            live_name = live_generation(root).name
+        except RagError:
+            live_name = ""
+        _clean(root, {live_name})
+        embedder = embedder or load_embedder(settings.embedding)
+        settings_hash = settings.index_hash(embedder.model_id)
+        previous, full_reason = _previous(root, settings_hash, embedder.model_id, full)
+        stamp = datetime.now(timezone.utc)
+        gen = root / f"gen-{stamp:%Y%m%dT%H%M%S%fZ}-{settings_hash[:8]}"
+        gen.mkdir()
+        try:
+            report = _write_generation(gen, settings, embedder, settings_hash, previous, files, progress, _warn)
+        except BaseException:
+            shutil.rmtree(gen, ignore_errors=True)
+            raise
+        finally:
+            if previous is not None:
+                previous.close()
+        atomic_write_text(root / CURRENT, gen.name + "\n")
+        _clean(root, {gen.name, live_name})
+        return BuildReport(index=str(gen), full=previous is None, full_reason=full_reason,
+                           seconds=round(time.monotonic() - began, 3), warnings=tuple(warnings), **report)
+
+
+def _write_generation(gen: Path, settings: Settings, embedder: Embedder, settings_hash: str,
+                      previous: Generation | None, files: list[Path], progress: Progress | None,
+                      warn: Callable[[str], None]) -> dict[str, int]:
+    dim = embedder.dimension
+    chunker = Chunker(embedder.count_tokens, settings.chunking.chunk_tokens, settings.chunking.overlap_tokens,
+                      embedder.max_tokens)
+    db = sqlite3.connect(gen / DB)
+    db.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;" + SCHEMA)
+    chunk_file = _VectorFile(gen / CHUNK_VECTORS, dim)
+    sent_file = _VectorFile(gen / SENTENCE_VECTORS, dim)
+    chunk_queue, sent_queue = _EmbedQueue(embedder, chunk_file), _EmbedQueue(embedder, sent_file)
+    n_chunks = n_sents = n_docs = reused = 0
+    added = changed = unchanged = 0
+    seen: set[str] = set()
+    documents: dict[str, dict[str, Any]] = {}
+    sources_done: set[str] = set()
+    total_files = len(files)
+
+    for article in iter_articles(settings.paths.corpus, warn, settings.chunking.min_title_words):
+        doc, text = article.document, article.source_text
+        if progress and doc.source not in sources_done:
+            sources_done.add(doc.source)
+            progress("documents", len(sources_done) - 1, total_files)
+        digest = _content_hash(article)
+        old: DocRow | None = previous.document(doc.doc_id) if previous else None
+        seen.add(doc.doc_id)
+        chunk_lo, sent_lo = n_chunks, n_sents
+        if old is not None and old.hash == digest:
+            unchanged += 1
+            shift = doc.start - old.document.start
+            assert previous is not None
+            olo, ohi = old.chunks
+            rows = previous.chunks(list(range(olo, ohi)))
+            db.executemany("INSERT INTO chunks VALUES (?,?,?,?,?,?)", [
+                (n_chunks + i, rows[olo + i][0].chunk_id, n_docs, rows[olo + i][0].start + shift,
+                 rows[olo + i][0].end + shift, rows[olo + i][0].text) for i in range(ohi - olo)])
+            chunk_file.write(n_chunks, previous.chunk_vectors[olo:ohi])
+            n_chunks += ohi - olo
+            reused += ohi - olo
+            slo, shi = old.sentences
+            sents = previous.sentences_within(old.row, 0, 1 << 62)
+            db.executemany("INSERT INTO sentences VALUES (?,?,?,?)", [
+                (n_sents + i, n_docs, s + shift, e + shift) for i, (_r, s, e) in enumerate(sents)])
+            sent_file.write(n_sents, previous.sentence_vectors[slo:shi])
+            n_sents += shi - slo
+        else:
+            if old is None:
+                added += 1
+            else:
+                changed += 1
+            chunks = chunker.chunk(doc, text)
+            db.executemany("INSERT INTO chunks VALUES (?,?,?,?,?,?)", [
+                (n_chunks + i, c.chunk_id, n_docs, c.start, c.end, c.text) for i, c in enumerate(chunks)])
+            for i, c in enumerate(chunks):
+                chunk_queue.add(n_chunks + i, c.text)
+            n_chunks += len(chunks)
+            spans = [sp for s, e in doc.spans for sp in sentence_spans(text, s, e)]
+            db.executemany("INSERT INTO sentences VALUES (?,?,?,?)", [
+                (n_sents + i, n_docs, s, e) for i, (s, e) in enumerate(spans)])
+            for i, (s, e) in enumerate(spans):
+                sent_queue.add(n_sents + i, text[s:e])
+            n_sents += len(spans)
+        db.execute("INSERT INTO docs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", (
+            n_docs, doc.doc_id, doc.title, doc.source, doc.start, doc.end, json.dumps(doc.spans),
+            json.dumps(dict(doc.metadata), ensure_ascii=False), normalise_date(doc.metadata.get("date")),
+            digest, chunk_lo, n_chunks, sent_lo, n_sents))
+        documents[doc.doc_id] = {"hash": digest, "chunks": [chunk_lo, n_chunks]}
+        n_docs += 1
+    chunk_queue.flush()
+    sent_queue.flush()
+    if progress:
+        progress("documents", total_files, total_files)
+    if n_docs == 0:
+        db.close()
+        chunk_file.close(0)
+        sent_file.close(0)
+        raise CorpusEmpty(f"Corpus folder {settings.paths.corpus} holds no articles that could be indexed. "
+                          "Add .txt, .md, .jsonl or .html files to it; the previous index, if any, is kept.")
+    removed = len(set(previous.manifest.get("documents", {})) - seen) if previous else 0
+    db.executescript(INDEXES)
+    db.commit()
+    db.close()
+    chunk_file.close(n_chunks)
+    sent_file.close(n_sents)
+
+    if progress:
+        progress("vectors", 0, 1)
+    vectors = np.memmap(gen / CHUNK_VECTORS, dtype=np.float32, mode="r", shape=(n_chunks, dim))
+    store = VectorStore.build(vectors, settings.store.type, settings.store.nlist, settings.store.hnsw_m)
+    store.save(gen / FAISS_FILE)
+    del vectors
+    lexical_db = sqlite3.connect(gen / DB)
+    Lexical.build(text for (text,) in lexical_db.execute("SELECT text FROM chunks ORDER BY row")).save(gen / BM25_DIR)
+    lexical_db.close()
+    if progress:
+        progress("vectors", 1, 1)
+
+    for path in data_files(gen):
+        fsync_path(path)
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "package_version": __version__,
+        "model": embedder.model_id,
+        "dimension": dim,
+        "max_seq_length": embedder.max_tokens + 2,
+        "chunking": asdict(settings.chunking),
+        "store": {"type": settings.store.type, "nlist": settings.store.nlist, "hnsw_m": settings.store.hnsw_m},
+        "bm25": {"library": "bm25s", "stemmer": "english", "stopwords": "rag.lexical.STOPWORDS"},
+        "settings_hash": settings_hash,
+        "corpus": str(settings.paths.corpus.resolve()),
+        "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "counts": {"documents": n_docs, "chunks": n_chunks, "sentences": n_sents},
+        "sources": fingerprint(settings.paths.corpus),
+        "documents": documents,
+        "files": {p.relative_to(gen).as_posix(): {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
+                  for p in data_files(gen)},
+    }
+    atomic_write_text(gen / MANIFEST, json.dumps(manifest, ensure_ascii=False, indent=1))
+    fsync_path(gen)
+    check = Generation.open(gen)  # verify what was written before it can go live
+    if n_chunks:
+        scores, ids = check.store.search(check.chunk_vectors[:1], 1)
+        if ids[0][0] < 0:
+            raise RagError(f"The new index in {gen} failed its test query; the live index is unchanged.")
+    check.close()
+    return {"documents": n_docs, "chunks": n_chunks, "sentences": n_sents, "added": added, "changed": changed,
+            "removed": removed, "unchanged": unchanged, "chunks_embedded": chunk_queue.embedded,
+            "chunks_reused": reused}

@@ -1,0 +1,56 @@
+"""Token-aware chunking with langchain-text-splitters; every chunk is a verbatim slice of its source."""
+
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+from .records import Chunk, Document
+
+# Paragraphs first, then lines, sentences, clauses, words; the separator stays with the text before it.
+SEPARATORS = ["\n\n", "\n", ". ", "? ", "! ", "… ", "; ", ": ", ", ", " ", ""]
+
+
+class Chunker:
+    """Splits a document's indexed spans into chunks of at most `max_tokens` word pieces."""
+
+    def __init__(self, count_tokens: Callable[[str], int], chunk_tokens: int, overlap_tokens: int,
+                 max_tokens: int) -> None:
+        self.count_tokens = count_tokens
+        self.size = max(8, min(chunk_tokens, max_tokens))
+        self.max_tokens = max_tokens
+        self.overlap = max(0, min(overlap_tokens, self.size // 2))
+
+    def _splitter(self, size: int) -> RecursiveCharacterTextSplitter:
+        return RecursiveCharacterTextSplitter(
+            chunk_size=size,
+            chunk_overlap=min(self.overlap, size // 2),
+            length_function=self.count_tokens,
+            separators=SEPARATORS,
+            keep_separator="end",
+            strip_whitespace=True,
+        )
+
+    def _pieces(self, text: str, size: int) -> Iterator[tuple[int, str]]:
+        """(offset, piece) of each chunk of `text`, re-splitting any piece over the limit."""
+        cursor = -1
+        for piece in self._splitter(size).split_text(text):
+            found = text.find(piece, cursor + 1)
+            if found < 0:  # cannot happen with keep_separator="end"; kept as a guard on the contract
+                raise AssertionError(f"chunk not found verbatim in its source: {piece[:60]!r}")
+            cursor = found
+            if self.count_tokens(piece) > self.max_tokens and size > 8:
+                for offset, sub in self._pieces(piece, size * 3 // 4):
+                    yield found + offset, sub
+            else:
+                yield found, piece
+
+    def chunk(self, doc: Document, source_text: str) -> list[Chunk]:
+        """The chunks of `doc`, numbered `doc_id#0`, `doc_id#1`, ... in source order."""
+        chunks: list[Chunk] = []
+        for s, e in doc.spans:
+            for offset, piece in self._pieces(source_text[s:e], self.size):
+                start = s + offset
+                chunks.append(Chunk(f"{doc.doc_id}#{len(chunks)}", doc.doc_id, start, start + len(piece), piece))
+        return chunks

@@ -1,0 +1,348 @@
+"""The `rag` command: a thin layer over the public API. Library errors become one-line messages."""
+
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator, List, Optional
+
+import typer
+
+import rag
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Cited question answering over a news archive.")
+corpus_app = typer.Typer(no_args_is_help=True, help="Look at the corpus.")
+index_app = typer.Typer(no_args_is_help=True, help="Build and check the index.")
+app.add_typer(corpus_app, name="corpus")
+app.add_typer(index_app, name="index")
+
+CorpusOpt = typer.Option(None, "--corpus", help="Corpus folder (default: settings, then seeds/).")
+IndexOpt = typer.Option(None, "--index", help="Index folder (default: settings, then index/).")
+JsonOpt = typer.Option(False, "--json", help="Machine-readable output.")
+
+
+def _err(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+
+
+def _warn(message: str) -> None:
+    typer.echo(f"warning: {message}", err=True)
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Turn the library's errors into one line on stderr and exit status 1."""
+    try:
+        yield
+    except rag.RagError as exc:
+        _err(str(exc))
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        _err("interrupted; the live index is unchanged.")
+        raise typer.Exit(130) from None
+
+
+def _settings(corpus: Optional[Path], index: Optional[Path], **sections: dict[str, Any]) -> rag.Settings:
+    return rag.load_settings(**sections).with_paths(corpus, index)
+
+
+def _print_json(data: Any) -> None:
+    typer.echo(json.dumps(data, ensure_ascii=False))
+
+
+@corpus_app.command("list")
+def corpus_list(corpus: Optional[Path] = CorpusOpt, as_json: bool = JsonOpt) -> None:
+    """One line per article of the corpus."""
+    with _errors():
+        settings = _settings(corpus, None)
+        count = 0
+        for article in rag.iter_articles(settings.paths.corpus, _warn, settings.chunking.min_title_words):
+            d = article.document
+            count += 1
+            if as_json:
+                _print_json({"doc_id": d.doc_id, "title": d.title, "source": d.source, "start": d.start,
+                             "end": d.end, "chars": d.chars})
+            else:
+                typer.echo(f"{d.doc_id}\t{d.source}:{d.start}-{d.end}\t{d.title}")
+        if count == 0:
+            raise rag.CorpusEmpty(f"Corpus folder {settings.paths.corpus} holds no articles. "
+                                  "Add .txt, .md, .jsonl or .html files to it.")
+
+
+def _progress_bar(enabled: bool) -> tuple[Callable[[str, int, int], None] | None, Callable[[], None]]:
+    if not enabled:
+        return None, lambda: None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   transient=True)
+    tasks: dict[str, Any] = {}
+    bar.start()
+
+    def update(stage: str, done: int, total: int) -> None:
+        if stage not in tasks:
+            label = {"documents": "Reading and embedding files", "vectors": "Writing vector and BM25 indexes"}
+            tasks[stage] = bar.add_task(label.get(stage, stage), total=total)
+        bar.update(tasks[stage], completed=done, total=total)
+
+    return update, bar.stop
+
+
+@index_app.command("build")
+def index_build(corpus: Optional[Path] = CorpusOpt, index: Optional[Path] = IndexOpt,
+                full: bool = typer.Option(False, "--full", help="Re-embed everything."),
+                as_json: bool = JsonOpt) -> None:
+    """Build or update the index; only new and changed articles are embedded."""
+    with _errors():
+        settings = _settings(corpus, index)
+        progress, stop = _progress_bar(not as_json and sys.stderr.isatty())
+        try:
+            report = rag.build_index(settings, full=full, progress=progress, warn=_warn)
+        finally:
+            stop()
+        if as_json:
+            _print_json(report.to_dict())
+            return
+        if report.full and report.full_reason not in ("no previous index", None):
+            typer.echo(f"Full rebuild: {report.full_reason}.")
+        typer.echo(f"Indexed {report.documents} articles in {report.chunks} chunks ({report.seconds:.1f}s): "
+                   f"{report.added} added, {report.changed} changed, {report.removed} removed, "
+                   f"{report.unchanged} unchanged; {report.chunks_embedded} chunks embedded, "
+                   f"{report.chunks_reused} reused.")
+        typer.echo(f"Live index: {report.index}")
+
+
+@index_app.command("info")
+def index_info(index: Optional[Path] = IndexOpt, corpus: Optional[Path] = CorpusOpt,
+               as_json: bool = JsonOpt) -> None:
+    """What the live index holds."""
+    with _errors():
+        settings = _settings(corpus, index)
+        info = rag.index_info(settings)
+        status = rag.index_status(settings)
+        info["corpus_changed"] = status.corpus_changed
+        if as_json:
+            _print_json(info)
+            return
+        counts = info["counts"]
+        typer.echo(f"Index:      {settings.paths.index} ({info['generation']})")
+        typer.echo(f"Built:      {info['built_at']} by rag {info['package_version']}")
+        typer.echo(f"Model:      {info['model']} (dimension {info['dimension']}, max {info['max_seq_length']} tokens)")
+        typer.echo(f"Contents:   {counts['documents']} articles, {counts['chunks']} chunks, "
+                   f"{counts['sentences']} sentences, from {info['sources']} files")
+        typer.echo(f"Store:      {info['store']['type']}; chunking {info['chunking']}")
+        changed = status.corpus_changed
+        typer.echo("Corpus:     " + (f"{len(changed)} files changed since the build; run: rag index build"
+                                     if changed else "unchanged since the build"))
+
+
+@index_app.command("verify")
+def index_verify(index: Optional[Path] = IndexOpt, as_json: bool = JsonOpt) -> None:
+    """Check that manifest, files, checksums, dimensions, counts and model agree."""
+    with _errors():
+        result = rag.verify_index(_settings(None, index))
+        if as_json:
+            _print_json(result)
+        else:
+            typer.echo(f"OK: {result['generation']}: {result['documents']} articles, {result['chunks']} chunks, "
+                       f"dimension {result['dimension']}; every checksum matches.")
+
+
+def _batch_lines(path: str) -> Iterator[tuple[Optional[str], Any]]:
+    handle = sys.stdin if path == "-" else open(path, encoding="utf-8")
+    try:
+        for line in handle:
+            if not line.strip():
+                continue
+            stripped = line.strip()
+            if stripped.startswith("{"):
+                try:
+                    obj = json.loads(stripped)
+                except json.JSONDecodeError:
+                    yield None, stripped
+                    continue
+                yield (str(obj["id"]) if obj.get("id") is not None else None), obj.get("question", "")
+            else:
+                yield None, stripped
+    finally:
+        if handle is not sys.stdin:
+            handle.close()
+
+
+def _filters(doc: Optional[List[str]], since: Optional[str], until: Optional[str]) -> dict[str, Any]:
+    return {"doc_ids": doc or None, "since": since, "until": until}
+
+
+DocOpt = typer.Option(None, "--doc", help="Only this article (repeatable).")
+SinceOpt = typer.Option(None, "--since", help="Only articles dated on or after (YYYY[-MM[-DD]]).")
+UntilOpt = typer.Option(None, "--until", help="Only articles dated on or before (YYYY[-MM[-DD]]).")
+BatchOpt = typer.Option(None, "--batch", help="File of questions, one per line or JSON {id, question}; - for stdin.")
+KOpt = typer.Option(None, "-k", help="Passages to return.")
+
+
+def _run_batch(batch: str, one: Callable[[str, Optional[str]], dict[str, Any]]) -> None:
+    for qid, question in _batch_lines(batch):
+        try:
+            result = one(question, qid)
+        except rag.RagError as exc:
+            result = ({"id": qid} if qid is not None else {}) | {"question": question, "error": str(exc)}
+        _print_json(result)
+        sys.stdout.flush()
+
+
+@app.command("search")
+def search_cmd(query: Optional[str] = typer.Argument(None), k: Optional[int] = KOpt,
+               index: Optional[Path] = IndexOpt, corpus: Optional[Path] = CorpusOpt,
+               doc: Optional[List[str]] = DocOpt, since: Optional[str] = SinceOpt, until: Optional[str] = UntilOpt,
+               batch: Optional[str] = BatchOpt, as_json: bool = JsonOpt) -> None:
+    """The passages that best match a query."""
+    import time
+
+    with _errors():
+        engine = rag.get_engine(_settings(corpus, index))
+
+        def one(q: str, qid: Optional[str]) -> dict[str, Any]:
+            t0 = time.perf_counter()
+            hits = engine.search(q, k, **_filters(doc, since, until))
+            data = {"id": qid} if qid is not None else {}
+            return data | {"question": q, "passages": [h.to_dict() for h in hits],
+                           "timings": {"total_ms": round((time.perf_counter() - t0) * 1000, 3)}}
+
+        if batch:
+            _run_batch(batch, one)
+            return
+        if query is None:
+            raise rag.BadQuestion("Give a query, e.g. rag search \"nuclear treaty\", or --batch FILE.")
+        result = one(query, None)
+        if as_json:
+            _print_json(result)
+            return
+        for p in result["passages"]:
+            typer.echo(f"[{p['rank']}] {p['score']:.3f}  {p['title']}  ({p['source']}:{p['start']}-{p['end']})")
+            typer.echo("    " + p["text"].replace("\n", " ")[:400])
+        if not result["passages"]:
+            typer.echo("No passage matches.")
+
+
+def _print_answer(answer: rag.Answer) -> None:
+    typer.echo(answer.text)
+    for notice in answer.notices:
+        typer.echo(f"note: {notice}", err=True)
+    if answer.citations:
+        typer.echo("\nSources:")
+        for c in answer.citations:
+            meta = ", ".join(f"{k}: {v}" for k, v in c.metadata.items() if k in ("publisher", "date", "url"))
+            typer.echo(f"[{c.n}] {c.title} ({c.source}:{c.start}-{c.end}{'; ' + meta if meta else ''})")
+            typer.echo(f"    “{c.quote}”")
+    elif answer.passages:
+        typer.echo("\nClosest passages:")
+        for h in answer.passages:
+            typer.echo(f"[{h.rank}] {h.title} ({h.source}:{h.chunk.start}-{h.chunk.end}) score {h.score:.3f}")
+
+
+@app.command("ask")
+def ask_cmd(question: Optional[str] = typer.Argument(None), k: Optional[int] = KOpt,
+            index: Optional[Path] = IndexOpt, corpus: Optional[Path] = CorpusOpt,
+            doc: Optional[List[str]] = DocOpt, since: Optional[str] = SinceOpt, until: Optional[str] = UntilOpt,
+            llm: bool = typer.Option(False, "--llm", help="Answer with the configured language model."),
+            batch: Optional[str] = BatchOpt, as_json: bool = JsonOpt,
+            export: Optional[Path] = typer.Option(None, "--export", help="Write the citations to FILE "
+                                                  "(.md, .json, .bib, .ris, .csl.json)."),
+            fmt: Optional[str] = typer.Option(None, "--format", help="Export format when the extension is not "
+                                              "enough: markdown, json, bibtex, ris, csl-json.")) -> None:
+    """A cited answer from the archive, or a plain statement that it has none."""
+    with _errors():
+        engine = rag.get_engine(_settings(corpus, index))
+        mode = "llm" if llm else None
+        if export is not None:
+            from rag.export import format_for_path
+
+            format_for_path(export, fmt)  # refuse a bad format before any work
+        answers: list[rag.Answer] = []
+
+        def one(q: str, qid: Optional[str]) -> dict[str, Any]:
+            answer = engine.ask(q, k, mode=mode, id=qid, **_filters(doc, since, until))
+            answers.append(answer)
+            return answer.to_dict()
+
+        if batch:
+            _run_batch(batch, one)
+        else:
+            if question is None:
+                raise rag.BadQuestion("Give a question, e.g. rag ask \"Who signed the treaty?\", or --batch FILE.")
+            answer = engine.ask(question, k, mode=mode, **_filters(doc, since, until))
+            answers.append(answer)
+            if as_json:
+                _print_json(answer.to_dict())
+            else:
+                _print_answer(answer)
+        if export is not None:
+            from rag.export import write_export
+
+            used = write_export(answers, export, fmt)
+            typer.echo(f"Exported {len(answers)} answer(s) as {used} to {export}", err=True)
+
+
+@app.command("eval")
+def eval_cmd(qa: Optional[Path] = typer.Argument(None, help="Questions with evidence (JSON Lines)."),
+             beir: Optional[Path] = typer.Option(None, "--beir", help="A BEIR-format folder to evaluate on."),
+             k: int = typer.Option(5, "-k", help="Passages per question."),
+             index: Optional[Path] = IndexOpt, corpus: Optional[Path] = CorpusOpt, as_json: bool = JsonOpt) -> None:
+    """Retrieval and answer quality on a question set, or nDCG@10 / Recall@100 on a BEIR folder."""
+    from rag import evaluation
+
+    with _errors():
+        settings = _settings(corpus, index)
+        if beir is not None:
+            report = evaluation.evaluate_beir(beir, settings, progress=None if as_json else _warn)
+        elif qa is not None:
+            report = evaluation.evaluate_qa(qa, settings, k=k)
+        else:
+            raise rag.BadQuestion("Give a question file (rag eval QA.jsonl) or --beir DIR.")
+        if as_json:
+            _print_json(report)
+        else:
+            typer.echo(evaluation.format_report(report))
+
+
+@app.command("ui")
+def ui_cmd(corpus: Optional[Path] = CorpusOpt, index: Optional[Path] = IndexOpt,
+           host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+           port: int = typer.Option(8501, "--port", help="Port to listen on.")) -> None:
+    """Launch the Streamlit chat (builds the index first if it is missing or stale)."""
+    import os
+    import subprocess
+
+    with _errors():
+        settings = _settings(corpus, index)
+        status = rag.index_status(settings)
+        if not status.ready or status.corpus_changed or status.settings_changed:
+            typer.echo("Building the index first ...", err=True)
+            report = rag.build_index(settings, warn=_warn)
+            typer.echo(f"Indexed {report.documents} articles ({report.chunks_embedded} chunks embedded, "
+                       f"{report.chunks_reused} reused).", err=True)
+        app_file = Path(__file__).resolve().parent.parent / "ui" / "app.py"
+        env = dict(os.environ, RAG_CORPUS=str(settings.paths.corpus.resolve()),
+                   RAG_INDEX=str(settings.paths.index.resolve()))
+        cmd = [sys.executable, "-m", "streamlit", "run", str(app_file), "--server.address", host,
+               "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+        typer.echo(f"Open http://{host}:{port} in a browser (Ctrl+C stops the app).", err=True)
+        raise typer.Exit(subprocess.call(cmd, env=env))
+
+
+@app.command("settings")
+def settings_cmd() -> None:
+    """Every setting with its default and meaning (set them in rag.toml or RAG_<SECTION>_<NAME>)."""
+    for name, doc, default in rag.describe_settings():
+        typer.echo(f"{name} = {default!s}\n    {doc}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,157 @@
+"""The query side: a shared, thread-safe engine that serves the live index and follows rebuilds."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from pathlib import Path
+from typing import Sequence
+
+from .answer import ABSTAIN_TEXT, compose, score_sentences, select
+from .dates import normalise_date
+from .embedding import Embedder, load_embedder
+from .errors import BadQuestion, LLMUnavailable
+from .index import CURRENT, Generation, open_live
+from .records import Answer, Hit
+from .retrieval import retrieve
+from .settings import Settings
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_RELOAD_EVERY = 1.0  # seconds between checks of CURRENT
+
+
+def clean_question(question: object, limit: int) -> str:
+    """The question with control characters removed; BadQuestion when empty or too long."""
+    if not isinstance(question, str):
+        raise BadQuestion("The question must be text.")
+    text = " ".join(_CONTROL.sub(" ", question).split())
+    if not text:
+        raise BadQuestion("The question is empty. Type a question about the archive.")
+    if len(text) > limit:
+        raise BadQuestion(f"The question is {len(text):,} characters long; the limit is {limit:,}. "
+                          "Shorten it to the point you want answered.")
+    return text
+
+
+def _check_date(value: str | None, name: str) -> str | None:
+    if value is None or value == "":
+        return None
+    normal = normalise_date(value)
+    if normal is None or normal != value.strip()[: len(normal)]:
+        raise BadQuestion(f"{name} {value!r} is not a date; use YYYY, YYYY-MM or YYYY-MM-DD.")
+    return normal
+
+
+class Engine:
+    """Model and live index, loaded once and shared by every caller (threads included)."""
+
+    def __init__(self, settings: Settings, embedder: Embedder | None = None) -> None:
+        self.settings = settings
+        self.embedder = embedder or load_embedder(settings.embedding)
+        self._lock = threading.Lock()
+        self._gen = self._open()
+        self._checked = time.monotonic()
+
+    def _open(self) -> Generation:
+        s = self.settings
+        return open_live(s.paths.index, self.embedder.model_id, s.store.nprobe, s.store.ef_search)
+
+    @property
+    def generation(self) -> Generation:
+        """The live generation, reopened when a build has swapped in a new one."""
+        now = time.monotonic()
+        if now - self._checked >= _RELOAD_EVERY:
+            self._checked = now
+            self.reload_if_changed()
+        return self._gen
+
+    def reload_if_changed(self) -> bool:
+        """Switch to a newly built generation if `CURRENT` moved; True when it did."""
+        try:
+            name = (self.settings.paths.index / CURRENT).read_text(encoding="utf-8").strip()
+        except OSError:
+            return False
+        if name == self._gen.path.name:
+            return False
+        with self._lock:
+            if name != self._gen.path.name:
+                self._gen = self._open()
+                return True
+        return False
+
+    def _k(self, k: int | None) -> int:
+        k = self.settings.retrieval.k if k is None else k
+        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+            raise BadQuestion(f"k must be a whole number of at least 1, got {k!r}.")
+        return min(k, self.settings.retrieval.max_k)
+
+    def _hits(self, query: str, k: int | None, doc_ids: Sequence[str] | None, since: str | None,
+              until: str | None, timings: dict[str, float]) -> tuple[Generation, list[Hit], object]:
+        r = self.settings.retrieval
+        query = clean_question(query, self.settings.answer.max_question_chars)
+        k = self._k(k)
+        since, until = _check_date(since, "--since"), _check_date(until, "--until")
+        gen = self.generation
+        t0 = time.perf_counter()
+        vector = self.embedder.encode_queries([query])[0]
+        t1 = time.perf_counter()
+        allowed = gen.allowed_rows(list(doc_ids) if doc_ids else None, since, until)
+        hits = retrieve(gen, query, vector, k, max(r.candidates, k), r.fusion, r.dense_weight, r.rrf_k, allowed)
+        t2 = time.perf_counter()
+        timings.update(encode_ms=(t1 - t0) * 1000, retrieve_ms=(t2 - t1) * 1000)
+        return gen, hits, vector
+
+    def search(self, query: str, k: int | None = None, doc_ids: Sequence[str] | None = None,
+               since: str | None = None, until: str | None = None) -> list[Hit]:
+        """The best passages for `query`."""
+        return self._hits(query, k, doc_ids, since, until, {})[1]
+
+    def ask(self, question: str, k: int | None = None, doc_ids: Sequence[str] | None = None,
+            since: str | None = None, until: str | None = None, mode: str | None = None,
+            id: str | None = None) -> Answer:
+        """An answer built from the archive's passages, with exact-span citations, or an abstention."""
+        began = time.perf_counter()
+        timings: dict[str, float] = {}
+        text = clean_question(question, self.settings.answer.max_question_chars)
+        gen, hits, vector = self._hits(text, k, doc_ids, since, until, timings)
+        a = self.settings.answer
+        mode = mode or a.mode
+        t0 = time.perf_counter()
+        scored = score_sentences(gen, text, vector, hits)  # type: ignore[arg-type]
+        chosen = select(scored, a.max_sentences, a.abstain_threshold)
+        notices: list[str] = []
+        abstained = not chosen or chosen[0].score < a.abstain_threshold
+        answer_text, citations = (ABSTAIN_TEXT, []) if abstained else compose(chosen)
+        used_mode = "extractive"
+        if mode == "llm" and not abstained:
+            try:
+                from .llm import ask_llm
+
+                reply = ask_llm(text, hits, self.settings.llm)
+                notices += list(reply.notices)
+                if reply.text:
+                    answer_text, citations, used_mode = reply.text, list(reply.citations), "llm"
+                else:
+                    notices.append("The language model's answer had no supported sentence; "
+                                   "showing the extractive answer instead.")
+            except LLMUnavailable as exc:
+                notices.append(str(exc))
+        timings["answer_ms"] = (time.perf_counter() - t0) * 1000
+        timings["total_ms"] = (time.perf_counter() - began) * 1000
+        return Answer(question=text, text=answer_text, abstained=abstained, citations=tuple(citations),
+                      passages=tuple(hits), timings=timings, mode=used_mode, notices=tuple(notices), id=id)
+
+
+_ENGINES: dict[tuple, Engine] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
+def get_engine(settings: Settings) -> Engine:
+    """The process-wide engine for these settings (created on first use)."""
+    key = (str(Path(settings.paths.index).resolve()), settings)
+    with _ENGINES_LOCK:
+        engine = _ENGINES.get(key)
+        if engine is None:
+            engine = _ENGINES[key] = Engine(settings)
+        return engine

@@ -1,0 +1,47 @@
+"""The library's own exceptions. Each message names what is wrong and the next step."""
+
+from __future__ import annotations
+
+
+class RagError(Exception):
+    """Base class for every error the library raises on purpose."""
+
+
+class SettingsError(RagError):
+    """A setting is unknown or has a value of the wrong kind."""
+
+
+class CorpusMissing(RagError):
+    """The corpus folder does not exist."""
+
+
+class CorpusEmpty(RagError):
+    """The corpus folder holds nothing that could be indexed."""
+
+
+class IndexMissing(RagError):
+    """No index has been built yet in the index folder."""
+
+
+class IndexCorrupt(RagError):
+    """An index file is missing, truncated or does not match its checksum."""
+
+
+class IndexMismatch(RagError):
+    """The index was built with other settings (model, chunking) than the ones in force."""
+
+
+class IndexLocked(RagError):
+    """Another build holds the index folder's lock."""
+
+
+class BadQuestion(RagError):
+    """A question or a search parameter cannot be used."""
+
+
+class LLMUnavailable(RagError):
+    """The configured language-model endpoint could not be used."""
+
+
+class ExportError(RagError):
+    """A citation export was asked for in an unknown format or could not be written."""

@@ -1,0 +1,368 @@
+"""Export answers and their citations as Markdown, JSON, BibTeX, RIS or CSL-JSON.
+
+Choices that shape the files:
+- JSON: one answer gives exactly `Answer.to_dict()`; several give `{"answers": [...]}`.
+- Reference formats (BibTeX, RIS, CSL-JSON) hold one entry per quoted span; the same span cited by
+  several answers of a conversation is one entry. Abstained answers contribute no entries.
+  Keys are `<slug of doc_id>-q<n>`, n counting the article's quotes in order of first appearance.
+- BibTeX targets biblatex/biber. Text is LaTeX-escaped (`\\{`, `\\%`, `\\textbackslash{}`,
+  `\\string^`, ...) and `--`, `''`, ... are split by `{}` so no ligature changes them; it decodes back
+  exactly with bibtexparser's `LatexDecodingMiddleware`. `url` is verbatim, as biblatex reads it.
+- BibTeX and RIS values are single lines: line breaks, with the spaces around them, become one space
+  (RIS is line-based and LaTeX treats a line break as a space anyway). CSL-JSON keeps text as is.
+- Markdown: questions, answers, titles and quotes are backslash-escaped so that links, HTML, emphasis,
+  lists and headings in them render literally; file names are code spans; only http(s) URLs link.
+- Only known metadata is written: no url means no access date; a date that is not ISO `YYYY-MM-DD`,
+  `YYYY-MM` or `YYYY` goes verbatim into the note only.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+import re
+import tempfile
+import unicodedata
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from .errors import ExportError
+from .records import Answer, Citation
+
+FORMATS: dict[str, str] = {
+    "markdown": ".md",
+    "json": ".json",
+    "bibtex": ".bib",
+    "ris": ".ris",
+    "csl-json": ".csl.json",
+}
+_ALIASES = {"md": "markdown", "bib": "bibtex", "csl": "csl-json", "csljson": "csl-json",
+            "csl_json": "csl-json", "csl.json": "csl-json"}
+# Longest first, so that ".csl.json" is tried before ".json".
+_EXTENSIONS = ((".csl.json", "csl-json"), (".markdown", "markdown"), (".md", "markdown"),
+               (".json", "json"), (".bib", "bibtex"), (".ris", "ris"))
+
+
+def _known() -> str:
+    return ", ".join(f"{name} ({ext})" for name, ext in FORMATS.items())
+
+
+def _canonical(fmt: str) -> str:
+    name = fmt.strip().lower().lstrip(".")
+    name = _ALIASES.get(name, name)
+    if name not in FORMATS:
+        raise ExportError(f"Unknown export format {fmt!r}; known formats: {_known()}.")
+    return name
+
+
+def format_for_path(path: str | Path, fmt: str | None = None) -> str:
+    """The export format for `path`: `fmt` when given (aliases allowed), else from the file extension."""
+    if fmt is not None:
+        return _canonical(fmt)
+    name = Path(path).name.lower()
+    for ext, found in _EXTENSIONS:
+        if name.endswith(ext) and len(name) > len(ext):
+            return found
+    raise ExportError(f"Cannot tell the export format of {str(path)!r} from its extension; "
+                      f"use one of {_known()} or name the format explicitly.")
+
+
+_DATE = re.compile(r"(\d{4})(?:-(\d{2})(?:-(\d{2})(?:T[\d:.]+(?:Z|[+-]\d{2}:?\d{2})?)?)?)?")
+
+
+def _date_parts(raw: str) -> list[int] | None:
+    """[year, month?, day?] of an ISO date, or None when it is not one."""
+    m = _DATE.fullmatch(raw.strip())
+    if not m:
+        return None
+    parts = [int(g) for g in m.groups() if g is not None]
+    try:
+        datetime.date(parts[0], *(parts[1:] + [1, 1])[:2])
+    except ValueError:
+        return None
+    return parts
+
+
+def _authors(raw: str) -> list[tuple[str, str]]:
+    """(family, given) per author; `given` is "" for a one-word name such as an agency."""
+    names = []
+    for part in re.split(r"\s*;\s*|\s+and\s+", raw.strip()):
+        part = " ".join(part.split())
+        if "," in part:
+            family, given = (s.strip() for s in part.split(",", 1))
+        else:
+            *first, family = part.split() or [""]
+            given = " ".join(first)
+        if family:
+            names.append((family, given))
+    return names
+
+
+def _one_line(text: str) -> str:
+    return re.sub(r"\s*[\r\n\v\f\x1c-\x1e\x85\u2028\u2029]+\s*", " ", text).strip()
+
+
+@dataclass(frozen=True)
+class _Ref:
+    key: str
+    citation: Citation
+    questions: tuple[str, ...]
+
+    def field(self, name: str) -> str:
+        return str(self.citation.metadata.get(name) or "").strip()
+
+    @property
+    def web_only(self) -> bool:
+        """A page known only by its URL, with no publisher: a web page rather than a news article."""
+        return bool(self.field("url")) and not self.field("publisher")
+
+    @property
+    def date(self) -> list[int] | None:
+        return _date_parts(self.field("date"))
+
+    def note(self) -> str:
+        c = self.citation
+        parts = [f"Quote: “{c.quote}”", f"Source: {c.source}, characters {c.start}–{c.end}",
+                 f"doc_id: {c.doc_id}", f"chunk_id: {c.chunk_id}"]
+        parts += [f"Question: {q}" for q in self.questions]
+        if self.field("date") and self.date is None:
+            parts.append(f"Date: {self.field('date')}")
+        return " | ".join(parts)
+
+
+def _slug(doc_id: str) -> str:
+    ascii_id = unicodedata.normalize("NFKD", doc_id).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9_]+", "-", ascii_id.lower()).strip("-_")[:60].strip("-_")
+    return slug or "doc-" + hashlib.sha1(doc_id.encode()).hexdigest()[:8]
+
+
+def _references(answers: Sequence[Answer]) -> list[_Ref]:
+    """One reference per distinct quoted span of the non-abstained answers, with unique keys."""
+    spans: dict[tuple[str, int, int], tuple[Citation, list[str]]] = {}
+    for answer in answers:
+        if answer.abstained:
+            continue
+        for c in answer.citations:
+            _, questions = spans.setdefault((c.doc_id, c.start, c.end), (c, []))
+            if answer.question not in questions:
+                questions.append(answer.question)
+    slugs: dict[str, str] = {}
+    for doc_id in sorted({doc for doc, _, _ in spans}):  # sorted: collisions resolve the same way
+        base = candidate = _slug(doc_id)
+        n = 2
+        while candidate in slugs.values():
+            candidate, n = f"{base}-{n}", n + 1
+        slugs[doc_id] = candidate
+    counts: dict[str, int] = {}
+    refs = []
+    for (doc_id, _, _), (c, questions) in spans.items():
+        counts[doc_id] = counts.get(doc_id, 0) + 1
+        refs.append(_Ref(f"{slugs[doc_id]}-q{counts[doc_id]}", c, tuple(questions)))
+    return refs
+
+
+_LATEX = {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "%": r"\%", "#": r"\#", "&": r"\&",
+          "$": r"\$", "_": r"\_", "~": r"\textasciitilde{}",
+          # `\textasciicircum` decodes to U+02C6; `\string^` prints and decodes to a plain caret.
+          "^": r"\string^"}
+
+
+def _latex(text: str) -> str:
+    escaped = re.sub(r"[\\{}%#&$_~^]", lambda m: _LATEX[m.group()], _one_line(text))
+    return re.sub(r"([-'`<>,])(?=\1)|[?!](?=`)", lambda m: m.group() + "{}", escaped)
+
+
+def _bibtex(refs: list[_Ref], accessed: datetime.date) -> str:
+    entries = []
+    for ref in refs:
+        url, publisher = ref.field("url"), ref.field("publisher")
+        fields: list[tuple[str, str]] = []
+        if ref.citation.title.strip():
+            fields.append(("title", _latex(ref.citation.title)))
+        if authors := _authors(ref.field("author")):
+            names = (f"{f}, {g}" if g else f for f, g in authors)
+            fields.append(("author", " and ".join(_latex(n) for n in names)))
+        if publisher:
+            fields.append(("organization" if url else "journaltitle", _latex(publisher)))
+        if date := ref.date:
+            fields.append(("date", "-".join(f"{p:02d}" for p in date)))
+        if url:
+            verbatim = re.sub(r"[{}\\\s]", lambda m: quote(m.group()), url)
+            fields += [("url", verbatim), ("urldate", accessed.isoformat())]
+        if category := ref.field("category"):
+            fields.append(("keywords", _latex(category)))
+        fields.append(("note", _latex(ref.note())))
+        body = "".join(f"  {name} = {{{value}}},\n" for name, value in fields)
+        entries.append(f"@{'online' if url else 'article'}{{{ref.key},\n{body}}}\n")
+    return "\n".join(entries)
+
+
+def _ris(refs: list[_Ref], accessed: datetime.date) -> str:
+    records = []
+    for ref in refs:
+        url, publisher, date = ref.field("url"), ref.field("publisher"), ref.date
+        lines = [("TY", "ELEC" if ref.web_only else "NEWS"), ("ID", ref.key),
+                 ("TI", ref.citation.title)]
+        lines += [("AU", f"{f}, {g}" if g else f) for f, g in _authors(ref.field("author"))]
+        lines += [("T2", publisher), ("PB", publisher)]
+        if date:
+            padded = [f"{p:02d}" for p in date] + ["", ""]
+            lines += [("PY", str(date[0])), ("DA", "/".join(padded[:3]) + "/")]
+        if url:
+            lines += [("UR", url), ("Y2", accessed.strftime("%Y/%m/%d/"))]
+        lines += [("LA", ref.field("language")), ("KW", ref.field("category")), ("N1", ref.note())]
+        text = "".join(f"{tag}  - {_one_line(value)}\n" for tag, value in lines if _one_line(value))
+        records.append(text + "ER  - \n")
+    return "\n".join(records)
+
+
+def _csl(refs: list[_Ref], accessed: datetime.date) -> str:
+    items = []
+    for ref in refs:
+        url, publisher = ref.field("url"), ref.field("publisher")
+        item: dict[str, Any] = {"id": ref.key,
+                                "type": "webpage" if ref.web_only else "article-newspaper"}
+        if ref.citation.title.strip():
+            item["title"] = ref.citation.title
+        if authors := _authors(ref.field("author")):
+            item["author"] = [{"family": f, "given": g} if g else {"literal": f} for f, g in authors]
+        if publisher:
+            item["container-title"] = item["publisher"] = publisher
+        if date := ref.date:
+            item["issued"] = {"date-parts": [date]}
+        if url:
+            item["URL"] = url
+            item["accessed"] = {"date-parts": [[accessed.year, accessed.month, accessed.day]]}
+        if language := ref.field("language"):
+            item["language"] = language
+        item["note"] = ref.note()
+        items.append(item)
+    return json.dumps(items, indent=2, ensure_ascii=False) + "\n"
+
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+!|~&$])")
+
+
+def _md_lines(text: str) -> list[str]:
+    """`text` as Markdown lines that render literally: no links, HTML, emphasis, lists or headings."""
+    lines = []
+    for line in text.strip().splitlines() or [""]:
+        line = _MD_SPECIAL.sub(r"\\\1", line.strip())  # stripped: indentation would make code
+        line = re.sub(r"^(\d+)([.)])", r"\1\\\2", re.sub(r"^([-=])", r"\\\1", line))
+        lines.append(line)
+    return lines
+
+
+def _md(text: str) -> str:
+    return " ".join(line for line in _md_lines(text) if line)
+
+
+def _md_quote(text: str) -> str:
+    return "\n".join(f"> {line}" if line else ">" for line in _md_lines(text))
+
+
+def _md_code(text: str) -> str:
+    text = _one_line(text)
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text[:1] == "`" or text[-1:] == "`" else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def _md_url(url: str) -> str:
+    return f"<{url}>" if re.fullmatch(r"https?://[^\s<>`]+", url) else _md_code(url)
+
+
+def _md_source(title: str, source: str, start: int, end: int, metadata: Mapping[str, str]) -> str:
+    parts = [_md(title) or "Untitled"]
+    parts += [_md(str(metadata[k])) for k in ("publisher", "date") if str(metadata.get(k) or "").strip()]
+    parts.append(f"{_md_code(source)}, characters {start}–{end}")
+    if url := str(metadata.get("url") or "").strip():
+        parts.append(_md_url(url))
+    return " — ".join(parts)
+
+
+def _markdown_answer(answer: Answer, heading: str) -> str:
+    out = [f"## {heading}{_md(answer.question)}", ""]
+    if answer.abstained:
+        out += ["*Abstained: the archive did not support an answer, so nothing is cited.*", ""]
+    out += ["\n".join(_md_lines(answer.text)), ""]
+    out += [f"*Notice: {_md(notice)}*\n" for notice in answer.notices]
+    if answer.abstained:
+        if answer.passages:
+            out += ["### Closest passages (not citations)", ""]
+        for i, hit in enumerate(answer.passages, 1):
+            chunk = hit.chunk
+            excerpt = chunk.text if len(chunk.text) <= 300 else chunk.text[:300].rstrip() + "…"
+            src = _md_source(hit.title, hit.source, chunk.start, chunk.end, hit.metadata)
+            out += [f"**Passage {i}.** {src}", "", _md_quote(excerpt), ""]
+    elif answer.citations:
+        out += ["### Sources", ""]
+        for c in answer.citations:
+            src = _md_source(c.title, c.source, c.start, c.end, c.metadata)
+            out += [f"**\\[{c.n}\\]** {src}", "", _md_quote(c.quote), ""]
+    else:
+        out += ["*No citations.*", ""]
+    return "\n".join(out)
+
+
+def _markdown(answers: Sequence[Answer]) -> str:
+    if len(answers) == 1:
+        return _markdown_answer(answers[0], "")
+    return "\n".join(_markdown_answer(a, f"{i}. ") for i, a in enumerate(answers, 1))
+
+
+def _json(answers: Sequence[Answer]) -> str:
+    data = answers[0].to_dict() if len(answers) == 1 else {"answers": [a.to_dict() for a in answers]}
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
+_REFERENCE_WRITERS: dict[str, Callable[[list[_Ref], datetime.date], str]] = {
+    "bibtex": _bibtex, "ris": _ris, "csl-json": _csl}
+
+
+def export_answers(answers: Sequence[Answer] | Answer, fmt: str,
+                   accessed: datetime.date | None = None) -> str:
+    """One answer or a whole conversation (answers in order) as text in `fmt`.
+
+    `accessed` is the access date written next to known URLs (default: today).
+    """
+    name = _canonical(fmt)
+    items = [answers] if isinstance(answers, Answer) else list(answers)
+    if not items:
+        raise ExportError("There is nothing to export: ask a question first.")
+    if name == "markdown":
+        return _markdown(items)
+    if name == "json":
+        return _json(items)
+    return _REFERENCE_WRITERS[name](_references(items), accessed or datetime.date.today())
+
+
+def write_export(answers: Sequence[Answer] | Answer, path: str | Path, fmt: str | None = None,
+                 accessed: datetime.date | None = None) -> str:
+    """Write the export to `path` as UTF-8, atomically, and return the format used."""
+    path = Path(path)
+    name = format_for_path(path, fmt)
+    data = export_answers(answers, name, accessed).encode("utf-8")
+    if not path.parent.is_dir():
+        raise ExportError(f"Cannot write {str(path)!r}: folder {str(path.parent)!r} does not exist.")
+    tmp = None
+    try:
+        with tempfile.NamedTemporaryFile("wb", dir=path.parent, prefix=f".{path.name}.",
+                                         suffix=".tmp", delete=False) as handle:
+            tmp = handle.name
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        # Temporary files are private (0600); keep the mode of the file replaced, else rw-r--r--.
+        os.chmod(tmp, path.stat().st_mode & 0o777 if path.is_file() else 0o644)
+        os.replace(tmp, path)
+    except OSError as exc:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
+        raise ExportError(f"Cannot write {str(path)!r}: {exc.strerror or exc}.") from exc
+    return name

@@ -1,0 +1,253 @@
+"""The index folder: generations, `CURRENT`, the manifest with checksums, and loading a live index.
+
+    index/
+      CURRENT            name of the live generation, replaced atomically after a build completes
+      gen-<time>-<id>/   manifest.json, chunks.sqlite, chunk_vectors.f32, sentence_vectors.f32,
+                         vectors.faiss, bm25/
+      build.lock         held by the one build that may run
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from .errors import IndexCorrupt, IndexMismatch, IndexMissing
+from .files import sha256_file
+from .lexical import Lexical
+from .records import Chunk, Document
+from .store import VectorStore
+
+FORMAT_VERSION = 1
+CURRENT = "CURRENT"
+MANIFEST = "manifest.json"
+DB = "chunks.sqlite"
+CHUNK_VECTORS = "chunk_vectors.f32"
+SENTENCE_VECTORS = "sentence_vectors.f32"
+FAISS_FILE = "vectors.faiss"
+BM25_DIR = "bm25"
+LOCK = "build.lock"
+
+SCHEMA = """
+CREATE TABLE docs (row INTEGER PRIMARY KEY, doc_id TEXT NOT NULL UNIQUE, title TEXT NOT NULL,
+  source TEXT NOT NULL, start INTEGER NOT NULL, end INTEGER NOT NULL, spans TEXT NOT NULL,
+  metadata TEXT NOT NULL, date TEXT, hash TEXT NOT NULL, chunk_lo INTEGER NOT NULL, chunk_hi INTEGER NOT NULL,
+  sent_lo INTEGER NOT NULL, sent_hi INTEGER NOT NULL);
+CREATE TABLE chunks (row INTEGER PRIMARY KEY, chunk_id TEXT NOT NULL, doc_row INTEGER NOT NULL,
+  start INTEGER NOT NULL, end INTEGER NOT NULL, text TEXT NOT NULL);
+CREATE TABLE sentences (row INTEGER PRIMARY KEY, doc_row INTEGER NOT NULL, start INTEGER NOT NULL,
+  end INTEGER NOT NULL);
+"""
+INDEXES = """
+CREATE INDEX docs_date ON docs(date);
+CREATE INDEX sentences_doc ON sentences(doc_row, start);
+"""
+
+REBUILD = "Rebuild it with: rag index build --full"
+
+
+def data_files(gen: Path) -> Iterator[Path]:
+    """Every data file of a generation except the manifest, sorted."""
+    for path in sorted(gen.rglob("*")):
+        if path.is_file() and path.name != MANIFEST:
+            yield path
+
+
+def live_generation(root: Path) -> Path:
+    """The folder of the live generation; IndexMissing when none was ever completed."""
+    pointer = root / CURRENT
+    if not pointer.exists():
+        raise IndexMissing(f"No index yet in {root}. Build one with: rag index build --index {root}")
+    name = pointer.read_text(encoding="utf-8").strip()
+    gen = root / name
+    if not name or "/" in name or not gen.is_dir():
+        raise IndexCorrupt(f"{pointer} names generation {name!r}, which does not exist. {REBUILD}")
+    return gen
+
+
+def read_manifest(gen: Path) -> dict[str, Any]:
+    path = gen / MANIFEST
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise IndexCorrupt(f"Index manifest {path} is missing. {REBUILD}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise IndexCorrupt(f"Index manifest {path} does not parse ({exc}). {REBUILD}") from None
+    if not isinstance(manifest, dict) or "files" not in manifest or "counts" not in manifest:
+        raise IndexCorrupt(f"Index manifest {path} lacks its files or counts. {REBUILD}")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise IndexMismatch(f"Index in {gen.parent} has format {manifest.get('format_version')!r}; this version "
+                            f"reads format {FORMAT_VERSION}. {REBUILD}")
+    return manifest
+
+
+def check_files(gen: Path, manifest: dict[str, Any]) -> None:
+    """Every data file exists with the size and sha256 the manifest records, and no other file is there."""
+    recorded: dict[str, dict[str, Any]] = manifest["files"]
+    present = {p.relative_to(gen).as_posix() for p in data_files(gen)}
+    for name, info in recorded.items():
+        path = gen / name
+        if name not in present:
+            raise IndexCorrupt(f"Index file {path} is missing. {REBUILD}")
+        size = path.stat().st_size
+        if size != info.get("bytes"):
+            raise IndexCorrupt(f"Index file {path} has {size} bytes, the manifest says {info.get('bytes')} "
+                               f"(truncated or overwritten). {REBUILD}")
+        if sha256_file(path) != info.get("sha256"):
+            raise IndexCorrupt(f"Index file {path} does not match its checksum (corrupted). {REBUILD}")
+    extra = present - set(recorded)
+    if extra:
+        raise IndexCorrupt(f"Index folder {gen} holds files its manifest does not list: "
+                           f"{', '.join(sorted(extra))}. {REBUILD}")
+
+
+def _vectors(path: Path, rows: int, dim: int) -> np.ndarray:
+    if rows == 0:
+        return np.zeros((0, dim), dtype=np.float32)
+    expected = rows * dim * 4
+    if path.stat().st_size != expected:
+        raise IndexCorrupt(f"{path} holds {path.stat().st_size} bytes, {rows} vectors of {dim} need {expected}. "
+                           f"{REBUILD}")
+    return np.memmap(path, dtype=np.float32, mode="r", shape=(rows, dim))
+
+
+@dataclass(frozen=True)
+class DocRow:
+    row: int
+    document: Document
+    date: str | None
+    hash: str
+    chunks: tuple[int, int]
+    sentences: tuple[int, int]
+
+
+def _doc_from_row(r: sqlite3.Row | tuple) -> DocRow:
+    row, doc_id, title, source, start, end, spans, metadata, date, hash_, clo, chi, slo, shi = r
+    doc = Document(doc_id, title, source, start, end, tuple(tuple(s) for s in json.loads(spans)),
+                   json.loads(metadata))
+    return DocRow(row, doc, date, hash_, (clo, chi), (slo, shi))
+
+
+class Generation:
+    """One verified, read-only index generation: metadata, vectors, FAISS and BM25."""
+
+    def __init__(self, gen: Path, manifest: dict[str, Any], nprobe: int = 48, ef_search: int = 128) -> None:
+        self.path = gen
+        self.manifest = manifest
+        counts = manifest["counts"]
+        dim = int(manifest["dimension"])
+        self.chunk_vectors = _vectors(gen / CHUNK_VECTORS, counts["chunks"], dim)
+        self.sentence_vectors = _vectors(gen / SENTENCE_VECTORS, counts["sentences"], dim)
+        self._local = threading.local()
+        n_chunks = self._db().execute("SELECT count(*) FROM chunks").fetchone()[0]
+        n_docs = self._db().execute("SELECT count(*) FROM docs").fetchone()[0]
+        if (n_chunks, n_docs) != (counts["chunks"], counts["documents"]):
+            raise IndexCorrupt(f"Index in {gen} holds {n_chunks} chunks and {n_docs} documents, the manifest says "
+                               f"{counts['chunks']} and {counts['documents']}. {REBUILD}")
+        self.store = VectorStore.load(gen / FAISS_FILE, nprobe, ef_search)
+        if self.store.size != n_chunks or self.store.dimension != dim:
+            raise IndexCorrupt(f"Vector index in {gen} holds {self.store.size} vectors of dimension "
+                               f"{self.store.dimension}; the metadata has {n_chunks} chunks of dimension {dim}. "
+                               f"{REBUILD}")
+        self.lexical = Lexical.load(gen / BM25_DIR)
+
+    @classmethod
+    def open(cls, gen: Path, model_id: str | None = None, nprobe: int = 48, ef_search: int = 128) -> "Generation":
+        """Verify a generation (manifest, model, checksums, counts) and open it."""
+        manifest = read_manifest(gen)
+        if model_id is not None and manifest.get("model") != model_id:
+            raise IndexMismatch(
+                f"Index in {gen.parent} was built with model {manifest.get('model')!r} but the settings use "
+                f"{model_id!r}. Rebuild it with: rag index build --index {gen.parent} (or set embedding.model back)."
+            )
+        check_files(gen, manifest)
+        try:
+            return cls(gen, manifest, nprobe, ef_search)
+        except sqlite3.DatabaseError as exc:
+            raise IndexCorrupt(f"Index metadata in {gen / DB} cannot be read ({exc}). {REBUILD}") from None
+
+    def _db(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            uri = f"file:{(self.path / DB).as_posix()}?mode=ro&immutable=1"
+            conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
+            self._local.conn = conn
+        return conn
+
+    @property
+    def model(self) -> str:
+        return str(self.manifest["model"])
+
+    def documents(self) -> Iterator[DocRow]:
+        for r in self._db().execute("SELECT * FROM docs ORDER BY row"):
+            yield _doc_from_row(r)
+
+    def document(self, doc_id: str) -> DocRow | None:
+        r = self._db().execute("SELECT * FROM docs WHERE doc_id = ?", (doc_id,)).fetchone()
+        return _doc_from_row(r) if r else None
+
+    def doc_at(self, row: int) -> DocRow:
+        return _doc_from_row(self._db().execute("SELECT * FROM docs WHERE row = ?", (row,)).fetchone())
+
+    def chunks(self, rows: list[int]) -> dict[int, tuple[Chunk, int]]:
+        """Chunk row -> (chunk, doc row)."""
+        if not rows:
+            return {}
+        marks = ",".join("?" * len(rows))
+        out = {}
+        for row, chunk_id, doc_row, start, end, text in self._db().execute(
+            f"SELECT c.row, c.chunk_id, c.doc_row, c.start, c.end, c.text FROM chunks c WHERE c.row IN ({marks})",
+            rows,
+        ):
+            doc_id = chunk_id.rsplit("#", 1)[0]
+            out[row] = (Chunk(chunk_id, doc_id, start, end, text), doc_row)
+        return out
+
+    def all_chunks(self) -> Iterator[tuple[int, str]]:
+        yield from self._db().execute("SELECT row, text FROM chunks ORDER BY row")
+
+    def chunk_rows(self, doc_row: int) -> tuple[int, int]:
+        lo, hi = self._db().execute("SELECT chunk_lo, chunk_hi FROM docs WHERE row = ?", (doc_row,)).fetchone()
+        return lo, hi
+
+    def sentences_within(self, doc_row: int, start: int, end: int) -> list[tuple[int, int, int]]:
+        """(sentence row, start, end) of the sentences of a document lying inside [start, end)."""
+        return list(self._db().execute(
+            "SELECT row, start, end FROM sentences WHERE doc_row = ? AND start >= ? AND end <= ? ORDER BY start",
+            (doc_row, start, end),
+        ))
+
+    def allowed_rows(self, doc_ids: list[str] | None, since: str | None, until: str | None) -> np.ndarray | None:
+        """Chunk rows of the documents passing the filters, or None when nothing is filtered."""
+        if not doc_ids and not since and not until:
+            return None
+        clauses, args = [], []
+        if doc_ids:
+            clauses.append(f"doc_id IN ({','.join('?' * len(doc_ids))})")
+            args += list(doc_ids)
+        if since:
+            clauses.append("date IS NOT NULL AND date >= ?")
+            args.append(since)
+        if until:
+            clauses.append("date IS NOT NULL AND substr(date, 1, ?) <= ?")
+            args += [len(until), until]
+        ranges = self._db().execute(f"SELECT chunk_lo, chunk_hi FROM docs WHERE {' AND '.join(clauses)}", args)
+        parts = [np.arange(lo, hi, dtype=np.int64) for lo, hi in ranges]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+
+def open_live(root: Path, model_id: str | None = None, nprobe: int = 48, ef_search: int = 128) -> Generation:
+    """The verified live generation; refuses one built with another model than `model_id`."""
+    return Generation.open(live_generation(root), model_id, nprobe, ef_search)

@@ -1,0 +1,91 @@
+"""BM25 over chunk texts with stemming. The only module that imports bm25s."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from .embedding import normalise
+
+# English function words and question words: they carry no evidence of what a passage is about.
+STOPWORDS = sorted(set("""
+a about above after again against all also am an and any are as at be because been before being below
+between both but by can could did do does doing down during each few for from further had has have having he
+her here hers herself him himself his how i if in into is it its itself just me more most my myself no nor not
+now of off on once only or other our ours ourselves out over own same she should so some such than that the
+their theirs them themselves then there these they this those through to too under until up very was we were
+what when where which while who whom whose why will with would you your yours yourself yourselves many much
+said says say according tell told
+""".split()))
+
+
+def _stemmer():  # type: ignore[no-untyped-def]
+    """A new stemmer: PyStemmer objects must not be shared between threads."""
+    import Stemmer
+
+    return Stemmer.Stemmer("english")
+
+
+class Lexical:
+    """A BM25 index whose documents are the chunk rows 0..n-1."""
+
+    def __init__(self, model) -> None:  # type: ignore[no-untyped-def]
+        self._model = model
+
+    @classmethod
+    def build(cls, texts: Iterable[str]) -> "Lexical":
+        import bm25s
+
+        stem = _stemmer()
+        tokens = bm25s.tokenize([normalise(t) for t in texts], stopwords=STOPWORDS, stemmer=stem,
+                                show_progress=False, allow_empty=True)
+        model = bm25s.BM25()
+        model.index(tokens, show_progress=False)
+        return cls(model)
+
+    def save(self, folder: Path) -> None:
+        self._model.save(str(folder), show_progress=False)
+
+    @classmethod
+    def load(cls, folder: Path) -> "Lexical":
+        import bm25s
+
+        return cls(bm25s.BM25.load(str(folder), mmap=False, load_corpus=False))
+
+    def search(self, query: str, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, row ids) of the best `k` rows with a positive score, best first."""
+        tokens = self.terms(query)
+        ids = self._model.get_tokens_ids(tokens)
+        if not ids:
+            return np.zeros(0, np.float32), np.zeros(0, np.int64)
+        scores = self._model.get_scores(tokens)
+        if allowed is not None:
+            mask = np.zeros(len(scores), dtype=bool)
+            mask[allowed] = True
+            scores = np.where(mask, scores, 0.0)
+        k = min(k, len(scores))
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        top = top[scores[top] > 0]
+        return scores[top].astype(np.float32), top.astype(np.int64)
+
+    def terms(self, text: str) -> list[str]:
+        """The stemmed, stop-word-free terms BM25 sees in `text`."""
+        import bm25s
+
+        return bm25s.tokenize([normalise(text)], stopwords=STOPWORDS, stemmer=_stemmer(), show_progress=False,
+                              return_ids=False)[0]
+
+    def idf(self, terms: list[str]) -> dict[str, float]:
+        """Inverse document frequency of each term (unknown terms get the largest value)."""
+        scores = self._model.scores
+        n = max(1, int(scores["num_docs"]))
+        indptr = scores["indptr"]
+        out = {}
+        for term in terms:
+            tid = self._model.vocab_dict.get(term)
+            df = int(indptr[tid + 1] - indptr[tid]) if tid is not None and tid + 1 < len(indptr) else 0
+            out[term] = float(np.log(1 + (n - df + 0.5) / (df + 0.5)))
+        return out

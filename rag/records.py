@@ -1,0 +1,118 @@
+"""Small typed records passed between the stages of the pipeline."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping
+
+# Metadata keys an article may carry; anything unknown stays out of citations.
+METADATA_KEYS = ("publisher", "url", "date", "author", "language", "category")
+
+
+@dataclass(frozen=True)
+class Document:
+    """One article. `start`/`end` delimit it in its source text; `spans` are the parts that get indexed
+    (related-link blocks and similar are left out), all as offsets into the same source text."""
+
+    doc_id: str
+    title: str
+    source: str
+    start: int
+    end: int
+    spans: tuple[tuple[int, int], ...]
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def chars(self) -> int:
+        return self.end - self.start
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A token-limited passage of one article; `text == source_text[start:end]`."""
+
+    chunk_id: str
+    doc_id: str
+    start: int
+    end: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A retrieved passage with its article's identity and its scores."""
+
+    rank: int
+    chunk: Chunk
+    title: str
+    source: str
+    score: float
+    dense: float | None = None
+    lexical: float | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rank": self.rank,
+            "doc_id": self.chunk.doc_id,
+            "chunk_id": self.chunk.chunk_id,
+            "title": self.title,
+            "source": self.source,
+            "start": self.chunk.start,
+            "end": self.chunk.end,
+            "text": self.chunk.text,
+            "score": round(self.score, 6),
+            **{k: v for k, v in self.metadata.items() if k in METADATA_KEYS},
+        }
+
+
+@dataclass(frozen=True)
+class Citation:
+    """A verbatim span of a source: `source_text[start:end] == quote`."""
+
+    n: int
+    doc_id: str
+    chunk_id: str
+    title: str
+    source: str
+    start: int
+    end: int
+    quote: str
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        metadata = data.pop("metadata")
+        data.update({k: v for k, v in metadata.items() if k in METADATA_KEYS})
+        return data
+
+
+@dataclass(frozen=True)
+class Answer:
+    """An answer with its citations and the passages it was drawn from."""
+
+    question: str
+    text: str
+    abstained: bool
+    citations: tuple[Citation, ...]
+    passages: tuple[Hit, ...]
+    timings: Mapping[str, float] = field(default_factory=dict)
+    mode: str = "extractive"
+    notices: tuple[str, ...] = ()
+    id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {}
+        if self.id is not None:
+            data["id"] = self.id
+        data.update(
+            question=self.question,
+            answer=self.text,
+            abstained=self.abstained,
+            mode=self.mode,
+            notices=list(self.notices),
+            citations=[c.to_dict() for c in self.citations],
+            passages=[h.to_dict() for h in self.passages],
+            timings={k: round(v, 3) for k, v in self.timings.items()},
+        )
+        return data

@@ -1,0 +1,99 @@
+"""Hybrid retrieval: dense (FAISS) and lexical (BM25) candidates, fused, near-duplicates suppressed."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from .embedding import normalise
+from .index import Generation
+from .records import Hit
+
+_WORD = re.compile(r"\w+")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    row: int
+    score: float
+    dense: float | None
+    lexical: float | None
+
+
+def _minmax(values: dict[int, float]) -> dict[int, float]:
+    if not values:
+        return {}
+    lo, hi = min(values.values()), max(values.values())
+    if hi - lo < 1e-9:
+        return {k: 1.0 for k in values}
+    return {k: (v - lo) / (hi - lo) for k, v in values.items()}
+
+
+def fuse(dense: dict[int, float], lexical: dict[int, float], method: str, dense_weight: float,
+         rrf_k: int) -> list[Candidate]:
+    """Fused candidates, best first. `score` fusion min-max normalises each list and mixes them with
+    `dense_weight`; `rrf` sums 1 / (rrf_k + rank)."""
+    rows = set(dense) | set(lexical)
+    if method == "rrf":
+        drank = {r: i for i, r in enumerate(sorted(dense, key=dense.get, reverse=True))}  # type: ignore[arg-type]
+        lrank = {r: i for i, r in enumerate(sorted(lexical, key=lexical.get, reverse=True))}  # type: ignore[arg-type]
+        scored = {r: (1 / (rrf_k + drank[r] + 1) if r in drank else 0.0)
+                  + (1 / (rrf_k + lrank[r] + 1) if r in lrank else 0.0) for r in rows}
+    else:
+        nd, nl = _minmax(dense), _minmax(lexical)
+        scored = {r: dense_weight * nd.get(r, 0.0) + (1 - dense_weight) * nl.get(r, 0.0) for r in rows}
+    order = sorted(rows, key=lambda r: (-scored[r], r))
+    return [Candidate(r, scored[r], dense.get(r), lexical.get(r)) for r in order]
+
+
+def _shingles(text: str) -> set[tuple[str, ...]]:
+    words = _WORD.findall(normalise(text).lower())
+    return {tuple(words[i:i + 3]) for i in range(max(1, len(words) - 2))}
+
+
+def near_duplicate(a_span: tuple[str, int, int], b_span: tuple[str, int, int], a_sh: set, b_sh: set) -> bool:
+    """Overlapping chunks of one article, or passages sharing most of their word trigrams."""
+    (da, sa, ea), (db, sb, eb) = a_span, b_span
+    if da == db:
+        overlap = min(ea, eb) - max(sa, sb)
+        if overlap > 0.5 * min(ea - sa, eb - sb):
+            return True
+    if not a_sh or not b_sh:
+        return False
+    return len(a_sh & b_sh) / min(len(a_sh), len(b_sh)) >= 0.6
+
+
+def retrieve(gen: Generation, query: str, query_vector: np.ndarray, k: int, candidates: int, fusion: str,
+             dense_weight: float, rrf_k: int, allowed: np.ndarray | None) -> list[Hit]:
+    """The best `k` passages for a query, fused and de-duplicated."""
+    if allowed is not None and len(allowed) == 0:
+        return []
+    n = min(candidates, gen.store.size if allowed is None else len(allowed))
+    scores, ids = gen.store.search(query_vector[None, :], n, allowed)
+    dense = {int(i): float(s) for s, i in zip(scores[0], ids[0]) if i >= 0}
+    lscores, lids = gen.lexical.search(query, n, allowed)
+    lexical = {int(i): float(s) for s, i in zip(lscores, lids)}
+    fused = fuse(dense, lexical, fusion, dense_weight, rrf_k)
+    fetched = gen.chunks([c.row for c in fused[: max(k * 4, 20)]])
+    doc_cache: dict[int, tuple] = {}
+    hits: list[Hit] = []
+    kept: list[tuple[tuple[str, int, int], set]] = []
+    for cand in fused:
+        if cand.row not in fetched:
+            fetched.update(gen.chunks([cand.row]))
+        chunk, doc_row = fetched[cand.row]
+        span = (chunk.doc_id, chunk.start, chunk.end)
+        sh = _shingles(chunk.text)
+        if any(near_duplicate(span, other, sh, osh) for other, osh in kept):
+            continue
+        kept.append((span, sh))
+        if doc_row not in doc_cache:
+            d = gen.doc_at(doc_row).document
+            doc_cache[doc_row] = (d.title, d.source, dict(d.metadata))
+        title, source, metadata = doc_cache[doc_row]
+        hits.append(Hit(len(hits) + 1, chunk, title, source, cand.score, cand.dense, cand.lexical, metadata))
+        if len(hits) == k:
+            break
+    return hits

