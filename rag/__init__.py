@@ -14,6 +14,8 @@ from .corpus import Article, iter_articles, load_documents, source_text
 from .engine import Engine, get_engine
 from .errors import (BadQuestion, CorpusEmpty, CorpusMissing, ExportError, IndexCorrupt, IndexLocked,
                      IndexMismatch, IndexMissing, LLMUnavailable, RagError, SettingsError)
+from .export import FORMATS as EXPORT_FORMATS
+from .export import export_answers, format_for_path, write_export
 from .records import Answer, Chunk, Citation, Document, Hit
 from .settings import Settings, describe_settings, load_settings
 from .status import IndexStatus, index_info, index_status, indexed_documents, verify_index
@@ -39,8 +41,8 @@ def ask(question: str, k: int | None = None, *, doc_ids: Sequence[str] | None = 
 
 __all__ = [
     "Answer", "Article", "BadQuestion", "BuildReport", "Chunk", "Citation", "CorpusEmpty", "CorpusMissing",
-    "Document", "Engine", "ExportError", "Hit", "IndexCorrupt", "IndexLocked", "IndexMismatch", "IndexMissing",
+    "Document", "EXPORT_FORMATS", "Engine", "ExportError", "Hit", "IndexCorrupt", "IndexLocked", "IndexMismatch", "IndexMissing",
     "IndexStatus", "LLMUnavailable", "RagError", "Settings", "SettingsError", "ask", "build_index",
-    "describe_settings", "get_engine", "index_info", "index_status", "indexed_documents", "iter_articles",
-    "load_documents", "load_settings", "search", "source_text", "verify_index", "__version__",
+    "describe_settings", "export_answers", "format_for_path", "get_engine", "index_info", "index_status", "indexed_documents", "iter_articles",
+    "load_documents", "load_settings", "search", "source_text", "verify_index", "write_export", "__version__",
 ]

@@ -16,9 +16,27 @@ ABSTAIN_TEXT = ("The archive does not answer this question: no passage is close 
 _WORD = re.compile(r"\w+")
 
 # How a sentence's evidence score mixes its meaning match (cosine) and the share of the question's
-# weighted terms it contains. The abstention threshold applies to the same score.
-DENSE_WEIGHT = 0.6
-LEXICAL_WEIGHT = 0.4
+# weighted terms it contains. The abstention threshold applies to this score.
+DENSE_WEIGHT = 0.5
+LEXICAL_WEIGHT = 0.5
+# Ranking also rewards a sentence that holds something of the kind the question asks for (a number for
+# "how many", a name for "who", ...) that the question itself does not already contain.
+TYPE_WEIGHT = 0.15
+# Runners-up join the best sentence when their rank is at least this share of the best one's.
+RUNNER_UP = 0.75
+
+_NUMBER_WORDS = ("one two three four five six seven eight nine ten eleven twelve dozen dozens twenty thirty forty "
+                 "fifty hundred hundreds thousand thousands million millions billion billions trillion half "
+                 "quarter third percent").split()
+_NUMBER = re.compile(r"\d|\b(?:" + "|".join(_NUMBER_WORDS) + r")\b", re.I)
+_MONTHS = ("january february march april may june july august september october november december "
+           "monday tuesday wednesday thursday friday saturday sunday").split()
+_DATE = re.compile(r"\b(?:" + "|".join(_MONTHS) + r")\b|\b(?:1[5-9]|20)\d{2}\b|\b(?:yesterday|today|"
+                   r"tomorrow|ago|last (?:week|month|year)|next (?:week|month|year)|earlier this \w+)\b", re.I)
+_CAPS = re.compile(r"[A-Z][\w’'.-]*(?:\s+(?:of|the|for|and|de|al)?\s*[A-Z][\w’'.-]*)*")
+_PLACE = re.compile(r"\b(?:in|at|near|from|to|outside|inside)\s+(?:the\s+)?([A-Z][\w’'-]*(?:\s+[A-Z][\w’'-]*)*)")
+_NOT_NOUNS = {"is", "are", "was", "were", "do", "does", "did", "has", "have", "had", "can", "could", "will",
+              "would", "should", "the", "a", "an", "of", "kind", "sort", "type"}
 
 
 @dataclass(frozen=True)
@@ -30,6 +48,9 @@ class Scored:
     score: float
     dense: float
     lexical: float
+    rank: float  # score plus the answer-type reward; orders the candidates
+    typed: float  # 1.0 when it holds an answer of the kind the question asks for (see type_match)
+    strict: bool  # the question's kind is unmistakable (a number, a date, a place)
 
 
 class SpanError(AssertionError):
@@ -42,6 +63,47 @@ def check_citation(citation: Citation, hit: Hit) -> None:
     inner = chunk.text[citation.start - chunk.start:citation.end - chunk.start]
     if not (chunk.start <= citation.start < citation.end <= chunk.end) or inner != citation.quote:
         raise SpanError(f"citation [{citation.n}] of {citation.doc_id} is not an exact span of its source")
+
+
+def expected_type(question: str) -> tuple[str | None, str | None]:
+    """(kind of answer the question asks for, its head noun for "which X" / "what X" questions)."""
+    q = question.lower()
+    if re.search(r"\bhow (?:many|much|long|old|large|big|far)\b|\bwhat (?:number|share|percentage|proportion|"
+                 r"amount|portion|fraction)\b", q):
+        return "number", None
+    if re.search(r"\bwhen\b|\bwhat (?:year|date|day|month|time)\b|\bin which (?:year|month)\b", q):
+        return "date", None
+    if re.search(r"\bwhere\b", q):
+        return "place", None
+    if re.search(r"\bwho(?:m|se)?\b", q):
+        return "name", None
+    match = re.search(r"\b(?:which|what)\s+([a-z]+)", q)
+    if match and match.group(1) not in _NOT_NOUNS:
+        return "name", match.group(1)
+    return None, None
+
+
+def type_match(sentence: str, question: str, kind: str | None, head: str | None) -> float:
+    """1.0 when the sentence holds an answer of the expected kind that the question lacks (0.5 for a plain
+    name when a "which X" question's X is not part of it), else 0."""
+    if kind is None:
+        return 0.0
+    asked = {w.lower() for w in _WORD.findall(question)}
+
+    def new(span: str) -> bool:
+        return any(w.lower() not in asked for w in _WORD.findall(span))
+
+    if kind == "number":
+        return 1.0 if any(new(m.group()) for m in _NUMBER.finditer(sentence)) else 0.0
+    if kind == "date":
+        return 1.0 if any(new(m.group()) for m in _DATE.finditer(sentence)) else 0.0
+    if kind == "place":
+        return 1.0 if any(new(m.group(1)) for m in _PLACE.finditer(sentence)) else 0.0
+    names = [m.group() for m in _CAPS.finditer(sentence) if m.start() > 0 or " " in m.group()]
+    names = [n for n in names if new(n)]
+    if head and any(head.rstrip("s") in n.lower() for n in names):
+        return 1.0
+    return 0.5 if head and names else 1.0 if names else 0.0
 
 
 def score_sentences(gen: Generation, question: str, query_vector: np.ndarray, hits: list[Hit]) -> list[Scored]:
@@ -65,14 +127,18 @@ def score_sentences(gen: Generation, question: str, query_vector: np.ndarray, hi
     if not rows:
         return []
     dense = np.asarray(gen.sentence_vectors[np.asarray(rows)]) @ query_vector
+    kind, head = expected_type(question)
     out = []
     for (hit, start, end), cos in zip(meta, dense):
         quote = hit.chunk.text[start - hit.chunk.start:end - hit.chunk.start]
         present = set(gen.lexical.terms(quote))
         lexical = sum(w for t, w in idf.items() if t in present) / total if idf else 0.0
         score = DENSE_WEIGHT * float(cos) + LEXICAL_WEIGHT * lexical
-        out.append(Scored(hit, start, end, quote, score, float(cos), lexical))
-    out.sort(key=lambda s: (-s.score, s.hit.rank, s.start))
+        typed = type_match(quote, question, kind, head)
+        rank = score + TYPE_WEIGHT * typed
+        out.append(Scored(hit, start, end, quote, score, float(cos), lexical, rank, typed,
+                          kind in ("number", "date", "place")))
+    out.sort(key=lambda s: (-s.rank, s.hit.rank, s.start))
     return out
 
 
@@ -81,19 +147,27 @@ def _words(text: str) -> set[str]:
 
 
 def select(scored: list[Scored], max_sentences: int, threshold: float) -> list[Scored]:
-    """The best sentence, plus up to `max_sentences - 1` close runners-up that add new words."""
+    """The best sentence, plus up to `max_sentences - 1` close runners-up that add new words; when none of
+    them holds the kind of answer the question asks for, the best sentence that does joins them."""
     if not scored:
         return []
     best = scored[0]
     chosen = [best]
-    floor = max(threshold, best.score * 0.9)
+    floor = best.rank * RUNNER_UP
     for cand in scored[1:]:
-        if len(chosen) >= max_sentences or cand.score < floor:
+        if len(chosen) >= max_sentences or cand.rank < floor:
             break
+        if cand.score < threshold:
+            continue
         words = _words(cand.quote)
         if any(len(words & _words(c.quote)) / max(1, min(len(words), len(_words(c.quote)))) > 0.6 for c in chosen):
             continue
         chosen.append(cand)
+    if best.strict and not any(c.typed == 1.0 for c in chosen):
+        # the closest sentences are on topic but hold no answer of the asked kind: add the best that does
+        typed = next((c for c in scored if c.typed == 1.0 and c.score >= max(threshold, best.score / 2)), None)
+        if typed is not None:
+            chosen = chosen[: max_sentences - 1] + [typed]
     return chosen
 
 

@@ -258,9 +258,7 @@ def ask_cmd(question: Optional[str] = typer.Argument(None), k: Optional[int] = K
         engine = rag.get_engine(_settings(corpus, index))
         mode = "llm" if llm else None
         if export is not None:
-            from rag.export import format_for_path
-
-            format_for_path(export, fmt)  # refuse a bad format before any work
+            rag.format_for_path(export, fmt)  # refuse a bad format before any work
         answers: list[rag.Answer] = []
 
         def one(q: str, qid: Optional[str]) -> dict[str, Any]:
@@ -280,9 +278,7 @@ def ask_cmd(question: Optional[str] = typer.Argument(None), k: Optional[int] = K
             else:
                 _print_answer(answer)
         if export is not None:
-            from rag.export import write_export
-
-            used = write_export(answers, export, fmt)
+            used = rag.write_export(answers, export, fmt)
             typer.echo(f"Exported {len(answers)} answer(s) as {used} to {export}", err=True)
 
 

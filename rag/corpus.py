@@ -114,6 +114,8 @@ def _decode(path: Path, rel: str, warn: Warn) -> str | None:
 def paragraphs(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
     """Spans of blank-line separated paragraphs, trimmed of surrounding whitespace."""
     end = len(text) if end is None else end
+    if start == 0 and text.startswith("\ufeff"):  # a UTF-8 byte order mark is not text
+        start = 1
     return [(m.start(), m.end()) for m in _PARAGRAPH.finditer(text[:end], start)]
 
 
@@ -199,11 +201,12 @@ def _text_articles(rel: str, text: str, meta: dict[str, str], min_title_words: i
 
 
 def _jsonl_articles(rel: str, text: str, meta: dict[str, str], warn: Warn, ids: set[str]) -> Iterator[Article]:
-    for lineno, line in enumerate(text.splitlines(), 1):
+    # split on "\n" only: str.splitlines() also breaks at U+2028, U+0085 and others, which JSON strings may hold raw
+    for lineno, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            record = json.loads(line.lstrip("\ufeff") if lineno == 1 else line)
         except json.JSONDecodeError as exc:
             warn(f"{rel}:{lineno}: not valid JSON ({exc.msg}), line skipped. Fix the line.")
             continue
@@ -249,7 +252,11 @@ def extract_html(html: str) -> tuple[str, dict[str, str]]:
 
 
 def _html_articles(rel: str, html: str, meta: dict[str, str], warn: Warn) -> Iterator[Article]:
-    body, found = extract_html(html)
+    try:
+        body, found = extract_html(html)
+    except ImportError as exc:  # a broken trafilatura install must not stop the other files
+        warn(f"{rel}: HTML pages cannot be read here ({exc}), skipped. Reinstall the dependencies (make setup).")
+        return
     if not body.strip():
         warn(f"{rel}: no article text found in the HTML page, skipped.")
         return
@@ -281,13 +288,17 @@ def iter_articles(corpus: Path, warn: Warn | None = None, min_title_words: int =
             produced = _html_articles(rel, text, meta, warn)
         else:
             produced = _text_articles(rel, text, meta, min_title_words)
+        count = 0
         for article in produced:
+            count += 1
             if suffix not in JSONL_SUFFIXES:
                 if article.document.doc_id in ids:
                     warn(f"{rel}: duplicate article id {article.document.doc_id!r} skipped.")
                     continue
                 ids.add(article.document.doc_id)
             yield article
+        if count == 0 and suffix in TEXT_SUFFIXES:
+            warn(f"{rel}: no article text found (only a header or related links), skipped. Add articles to it.")
 
 
 def load_documents(corpus: Path, warn: Warn | None = None, min_title_words: int = 8) -> list[Document]:

@@ -140,7 +140,8 @@ class Engine:
         timings["answer_ms"] = (time.perf_counter() - t0) * 1000
         timings["total_ms"] = (time.perf_counter() - began) * 1000
         return Answer(question=text, text=answer_text, abstained=abstained, citations=tuple(citations),
-                      passages=tuple(hits), timings=timings, mode=used_mode, notices=tuple(notices), id=id)
+                      passages=tuple(hits), timings=timings, mode=used_mode, notices=tuple(notices), id=id,
+                      evidence=scored[0].score if scored else None)
 
 
 _ENGINES: dict[tuple, Engine] = {}

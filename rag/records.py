@@ -100,6 +100,7 @@ class Answer:
     mode: str = "extractive"
     notices: tuple[str, ...] = ()
     id: str | None = None
+    evidence: float | None = None  # score of the best supporting sentence; compared with the abstain threshold
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {}
@@ -109,6 +110,7 @@ class Answer:
             question=self.question,
             answer=self.text,
             abstained=self.abstained,
+            evidence=None if self.evidence is None else round(self.evidence, 4),
             mode=self.mode,
             notices=list(self.notices),
             citations=[c.to_dict() for c in self.citations],

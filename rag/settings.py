@@ -57,7 +57,7 @@ class RetrievalSettings:
     k: int = _f(5, "Passages returned.")
     candidates: int = _f(50, "Candidates taken from each of the dense and lexical retrievers before fusion.")
     fusion: str = _f("score", "'score' (normalised score fusion) or 'rrf' (reciprocal rank fusion).")
-    dense_weight: float = _f(0.6, "Weight of the dense score in score fusion (lexical gets the rest).")
+    dense_weight: float = _f(0.5, "Weight of the dense score in score fusion (lexical gets the rest).")
     rrf_k: int = _f(60, "The k constant of reciprocal rank fusion.")
     max_k: int = _f(100, "Largest k a query may ask for; larger values are clipped.")
 
@@ -66,7 +66,7 @@ class RetrievalSettings:
 class AnswerSettings:
     mode: str = _f("extractive", "'extractive' (no language model) or 'llm'.")
     max_sentences: int = _f(3, "Most sentences in an extractive answer.")
-    abstain_threshold: float = _f(0.45, "Evidence score under which the assistant says the archive does not "
+    abstain_threshold: float = _f(0.30, "Evidence score under which the assistant says the archive does not "
                                   "answer the question (calibrated with `rag eval`).")
     max_question_chars: int = _f(2000, "Longest question accepted; longer ones are refused.")
 
