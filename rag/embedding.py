@@ -105,7 +105,24 @@ class SentenceTransformerEmbedder:
         return self._encode(texts)
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
-        return self._encode(texts)
+        """A few short texts: one forward pass on one thread, which is faster for a single query than
+        `encode`'s batching machinery and does not fight other threads for the cores."""
+        if len(texts) > 8:
+            return self._encode(texts)
+        import torch
+
+        prepare = getattr(self._model, "preprocess", None) or self._model.tokenize
+        with self._lock:
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                with torch.inference_mode():
+                    features = prepare([normalise(t) for t in texts])
+                    vectors = self._model(features)["sentence_embedding"]
+                    vectors = torch.nn.functional.normalize(vectors, dim=-1)
+            finally:
+                torch.set_num_threads(threads)
+        return np.ascontiguousarray(vectors.cpu().numpy(), dtype=np.float32)
 
 
 _CACHE: dict[tuple[str, str], Embedder] = {}

@@ -46,7 +46,7 @@ class EmbeddingSettings:
 @dataclass(frozen=True)
 class StoreSettings:
     type: str = _f("flat", "'flat' (exact inner product), 'ivf' or 'hnsw' (approximate, for large corpora).")
-    nlist: int = _f(0, "IVF lists; 0 picks about 4*sqrt(chunks).")
+    nlist: int = _f(0, "IVF lists; 0 picks about 2*sqrt(chunks).")
     nprobe: int = _f(48, "IVF lists visited per query.")
     hnsw_m: int = _f(32, "HNSW graph degree.")
     ef_search: int = _f(128, "HNSW candidates visited per query.")

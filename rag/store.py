@@ -49,11 +49,13 @@ class VectorStore:
         elif kind == "hnsw":
             index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
         elif kind == "ivf":
-            lists = nlist or max(1, min(65536, int(4 * math.sqrt(max(n, 1)))))
+            lists = nlist or max(1, min(65536, int(2 * math.sqrt(max(n, 1)))))
             lists = min(lists, max(1, n // 39))  # FAISS wants ~39 training points per list
             index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, lists, faiss.METRIC_INNER_PRODUCT)
-            sample = vectors if n <= lists * 256 else vectors[np.random.default_rng(0).choice(n, lists * 256, replace=False)]
-            index.train(np.ascontiguousarray(sample, dtype=np.float32))
+            index.cp.niter = 12
+            take = lists * 64
+            rows = np.sort(np.random.default_rng(0).choice(n, take, replace=False)) if n > take else slice(None)
+            index.train(np.ascontiguousarray(vectors[rows], dtype=np.float32))
         else:
             raise ValueError(f"unknown index type {kind!r}; known: {', '.join(KINDS)}")
         for lo in range(0, n, _ADD_BATCH):

@@ -1,0 +1,118 @@
+"""Warm query latency on the bundled corpus, and approximate search at scale on synthetic vectors.
+
+    python benchmarks/bench_query.py [--ann-size 1000000] [--skip-ann]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import peak_rss_mib, summary  # noqa: E402
+
+import rag  # noqa: E402
+from rag.store import VectorStore  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def queries_from_corpus(settings: rag.Settings) -> list[str]:
+    """Questions a user might type: built from article titles and subjects, not from the dev set."""
+    out = []
+    for article in rag.iter_articles(settings.paths.corpus, warn=lambda _m: None):
+        words = article.document.title.split()
+        out.append("What happened: " + " ".join(words[: max(4, len(words) // 2)]) + "?")
+        out.append("Who said " + " ".join(words[-6:]) + "?")
+    return out
+
+
+def bench_bundled(rounds: int) -> None:
+    work = Path(tempfile.mkdtemp(prefix="rag-bench-q-"))
+    shutil.copytree(ROOT / "seeds", work / "corpus")
+    settings = rag.load_settings(env={}).with_paths(work / "corpus", work / "index")
+    rag.build_index(settings)
+    engine = rag.Engine(settings)
+    questions = queries_from_corpus(settings) + ["What is the boiling point of water?", "nuclear treaty"]
+    for q in questions:  # warm-up
+        engine.ask(q)
+    search_ms, ask_ms = [], []
+    for _ in range(rounds):
+        for q in questions:
+            t0 = time.perf_counter()
+            engine.search(q)
+            search_ms.append((time.perf_counter() - t0) * 1000)
+            t0 = time.perf_counter()
+            engine.ask(q)
+            ask_ms.append((time.perf_counter() - t0) * 1000)
+    print(f"bundled corpus, warm: search {summary(search_ms)}; ask {summary(ask_ms)}")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def clustered(n: int, dim: int, clusters: int, rng: np.random.Generator, intrinsic: int = 32) -> np.ndarray:
+    """Unit vectors in topic clusters: each is its topic's centre plus an offset of norm 0.7 inside a shared
+    32-dimensional subspace. Like sentence embeddings, neighbourhoods have a low intrinsic dimension; uniform
+    noise in 384 dimensions would have no meaningful nearest neighbours at all."""
+    centres = rng.standard_normal((clusters, dim)).astype(np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    basis = np.linalg.qr(rng.standard_normal((dim, intrinsic)))[0].T.astype(np.float32)
+    out = np.empty((n, dim), dtype=np.float32)
+    for lo in range(0, n, 100_000):
+        hi = min(n, lo + 100_000)
+        offsets = rng.standard_normal((hi - lo, intrinsic)).astype(np.float32) @ basis
+        offsets *= 0.7 / np.linalg.norm(offsets, axis=1, keepdims=True)
+        block = centres[rng.integers(0, clusters, hi - lo)] + offsets
+        out[lo:hi] = block / np.linalg.norm(block, axis=1, keepdims=True)
+    return out
+
+
+def bench_ann(size: int, dim: int = 384, nq: int = 200) -> None:
+    rng = np.random.default_rng(0)
+    t0 = time.perf_counter()
+    vectors = clustered(size, dim, max(10, size // 500), rng)
+    queries = vectors[rng.integers(0, size, nq)] + 0.02 * rng.standard_normal((nq, dim)).astype(np.float32)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    print(f"ANN: {size:,} synthetic vectors of {dim} made in {time.perf_counter() - t0:.1f} s")
+    exact = VectorStore.build(vectors, "flat")
+    _, truth = exact.search(queries, 10)
+    t0 = time.perf_counter()
+    ivf = VectorStore.build(vectors, "ivf")
+    print(f"ANN: IVF built in {time.perf_counter() - t0:.1f} s")
+    del vectors
+    for nprobe in (16, 48):
+        ivf.nprobe = nprobe
+        ms, found = [], []
+        for q in queries:
+            t0 = time.perf_counter()
+            _, ids = ivf.search(q[None, :], 10)
+            ms.append((time.perf_counter() - t0) * 1000)
+            found.append(ids[0])
+        recall = np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth)])
+        print(f"ANN ivf nprobe={nprobe}: search {summary(ms)}, recall@10 vs exact {recall:.3f}")
+    ms = []
+    for q in queries[:50]:
+        t0 = time.perf_counter()
+        exact.search(q[None, :], 10)
+        ms.append((time.perf_counter() - t0) * 1000)
+    print(f"exact flat search at {size:,}: {summary(ms)}; peak RSS {peak_rss_mib():.0f} MiB")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--ann-size", type=int, default=1_000_000)
+    parser.add_argument("--skip-ann", action="store_true")
+    args = parser.parse_args()
+    bench_bundled(args.rounds)
+    if not args.skip_ann:
+        bench_ann(args.ann_size)
+
+
+if __name__ == "__main__":
+    main()
