@@ -1,0 +1,90 @@
+"""Shared fixtures: an isolated environment per test, the real bundled index, and a small fake embedder."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pytest
+
+import rag
+
+ROOT = Path(__file__).resolve().parent.parent
+SEEDS = ROOT / "seeds"
+BUNDLED = SEEDS / "000_258bcc79047f2b9b.txt"
+DATA = Path(__file__).resolve().parent / "data"
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No RAG_* variable or rag.toml from the developer's shell leaks into a test."""
+    import os
+
+    for key in list(os.environ):
+        if key.startswith("RAG_") or key == "OPENAI_API_KEY":
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    monkeypatch.chdir(tmp_path)
+
+
+def make_settings(corpus: Path, index: Path, **sections: dict) -> rag.Settings:
+    return rag.load_settings(env={}, **sections).with_paths(corpus, index)
+
+
+@pytest.fixture(scope="session")
+def bundled_index(tmp_path_factory: pytest.TempPathFactory) -> rag.Settings:
+    """The bundled archive indexed once with the real model (read-only for tests: copy it to change it)."""
+    root = tmp_path_factory.mktemp("bundled")
+    corpus = root / "corpus"
+    corpus.mkdir()
+    shutil.copy(BUNDLED, corpus / BUNDLED.name)
+    settings = make_settings(corpus, root / "index")
+    rag.build_index(settings)
+    return settings
+
+
+@pytest.fixture(scope="session")
+def engine(bundled_index: rag.Settings) -> rag.Engine:
+    return rag.get_engine(bundled_index)
+
+
+class FakeEmbedder:
+    """Deterministic bag-of-words hashing encoder for fast unit tests; a 'token' is a word or punctuation."""
+
+    _TOKEN = re.compile(r"\w+|[^\w\s]")
+
+    def __init__(self, dimension: int = 64, max_tokens: int = 254, model_id: str = "fake-embedder") -> None:
+        self.dimension = dimension
+        self.max_tokens = max_tokens
+        self.model_id = model_id
+        self.calls = 0
+        self.encoded = 0
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._TOKEN.findall(text))
+
+    def _vec(self, text: str) -> np.ndarray:
+        v = np.zeros(self.dimension, dtype=np.float32)
+        for word in re.findall(r"\w+", text.lower()):
+            h = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=4).digest(), "little")
+            v[h % self.dimension] += 1.0
+        n = np.linalg.norm(v)
+        return v / n if n else v + 1.0 / np.sqrt(self.dimension)
+
+    def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
+        self.calls += 1
+        self.encoded += len(texts)
+        return np.stack([self._vec(t) for t in texts]) if texts else np.zeros((0, self.dimension), np.float32)
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self.encode_documents(texts)
+
+
+@pytest.fixture
+def fake_embedder() -> FakeEmbedder:
+    return FakeEmbedder()
