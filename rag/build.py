@@ -214,14 +214,18 @@ def _write_generation(gen: Path, settings: Settings, embedder: Embedder, setting
     added = changed = unchanged = 0
     seen: set[str] = set()
     documents: dict[str, dict[str, Any]] = {}
-    sources_done: set[str] = set()
-    total_files = len(files)
+    # progress in bytes of the corpus read, so one big archive moves the bar as smoothly as many small files
+    sizes = {f.relative_to(settings.paths.corpus).as_posix(): f.stat().st_size for f in files}
+    total_bytes, done_bytes, current = max(1, sum(sizes.values())), 0, None
 
     for article in iter_articles(settings.paths.corpus, warn, settings.chunking.min_title_words):
         doc, text = article.document, article.source_text
-        if progress and doc.source not in sources_done:
-            sources_done.add(doc.source)
-            progress("documents", len(sources_done) - 1, total_files)
+        if doc.source != current:
+            done_bytes += sizes.get(current, 0) if current else 0
+            current = doc.source
+        if progress:
+            progress("documents", min(total_bytes, done_bytes + int(sizes.get(doc.source, 0) * article.position)),
+                     total_bytes)
         digest = _content_hash(article)
         old: DocRow | None = previous.document(doc.doc_id) if previous else None
         seen.add(doc.doc_id)
@@ -270,7 +274,7 @@ def _write_generation(gen: Path, settings: Settings, embedder: Embedder, setting
     chunk_queue.flush()
     sent_queue.flush()
     if progress:
-        progress("documents", total_files, total_files)
+        progress("documents", total_bytes, total_bytes)
     if n_docs == 0:
         db.close()
         chunk_file.close(0)

@@ -75,9 +75,9 @@ def corpus_list(corpus: Optional[Path] = CorpusOpt, as_json: bool = JsonOpt) -> 
 def _progress_bar(enabled: bool) -> tuple[Callable[[str, int, int], None] | None, Callable[[], None]]:
     if not enabled:
         return None, lambda: None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(),
                    transient=True)
     tasks: dict[str, Any] = {}
     bar.start()
@@ -152,24 +152,35 @@ def index_verify(index: Optional[Path] = IndexOpt, as_json: bool = JsonOpt) -> N
 
 
 def _batch_lines(path: str) -> Iterator[tuple[Optional[str], Any]]:
-    handle = sys.stdin if path == "-" else open(path, encoding="utf-8")
+    name = "standard input" if path == "-" else f"batch file {path}"
     try:
-        for line in handle:
-            if not line.strip():
-                continue
-            stripped = line.strip()
-            if stripped.startswith("{"):
-                try:
-                    obj = json.loads(stripped)
-                except json.JSONDecodeError:
-                    yield None, stripped
-                    continue
-                yield (str(obj["id"]) if obj.get("id") is not None else None), obj.get("question", "")
-            else:
-                yield None, stripped
+        handle = sys.stdin if path == "-" else open(path, encoding="utf-8")
+    except OSError as exc:
+        raise rag.BadQuestion(f"Cannot read {name}: {exc.strerror or exc}. Give a file of questions, one per "
+                              "line or JSON {id, question}, or - for stdin.") from None
+    try:
+        yield from _parse_batch(handle)
+    except UnicodeDecodeError:
+        raise rag.BadQuestion(f"The {name} is not UTF-8 text. Re-save it as UTF-8.") from None
     finally:
         if handle is not sys.stdin:
             handle.close()
+
+
+def _parse_batch(handle: Any) -> Iterator[tuple[Optional[str], Any]]:
+    for line in handle:
+        if not line.strip():
+            continue
+        stripped = line.strip()
+        if stripped.startswith("{"):
+            try:
+                obj = json.loads(stripped)
+            except json.JSONDecodeError:
+                yield None, stripped
+                continue
+            yield (str(obj["id"]) if obj.get("id") is not None else None), obj.get("question", "")
+        else:
+            yield None, stripped
 
 
 def _filters(doc: Optional[List[str]], since: Optional[str], until: Optional[str]) -> dict[str, Any]:

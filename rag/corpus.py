@@ -41,6 +41,7 @@ class Article:
 
     document: Document
     source_text: str
+    position: float = 1.0  # share of its file read once this article is produced (for progress bars)
 
 
 def _warn_default(message: str) -> None:
@@ -197,12 +198,14 @@ def _text_articles(rel: str, text: str, meta: dict[str, str], min_title_words: i
         doc_id = base if seen[base] == 1 else f"{base}-{seen[base]}"
         metadata = {**page_meta, **meta}
         doc = Document(doc_id, title, rel, spans[0][0], spans[-1][1], _merge(spans, text), metadata)
-        yield Article(doc, text)
+        yield Article(doc, text, doc.end / max(1, len(text)))
 
 
 def _jsonl_articles(rel: str, text: str, meta: dict[str, str], warn: Warn, ids: set[str]) -> Iterator[Article]:
     # split on "\n" only: str.splitlines() also breaks at U+2028, U+0085 and others, which JSON strings may hold raw
+    read = 0
     for lineno, line in enumerate(text.split("\n"), 1):
+        read += len(line) + 1
         if not line.strip():
             continue
         try:
@@ -231,7 +234,7 @@ def _jsonl_articles(rel: str, text: str, meta: dict[str, str], warn: Warn, ids: 
         lead = len(body) - len(body.lstrip())
         span = (lead, len(body.rstrip()))
         title = str(record.get("title") or "").strip() or doc_id
-        yield Article(Document(doc_id, title, rel, 0, len(body), (span,), metadata), body)
+        yield Article(Document(doc_id, title, rel, 0, len(body), (span,), metadata), body, read / max(1, len(text)))
 
 
 def extract_html(html: str) -> tuple[str, dict[str, str]]:

@@ -5,15 +5,15 @@ from __future__ import annotations
 import re
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Sequence
 
 from .answer import ABSTAIN_TEXT, compose, score_sentences, select
-from .dates import normalise_date
 from .embedding import Embedder, load_embedder
 from .errors import BadQuestion, LLMUnavailable
-from .index import CURRENT, Generation, open_live
-from .records import Answer, Hit
+from .index import CURRENT, Generation, live_generation, open_live
+from .records import Answer, Document, Hit
 from .retrieval import retrieve
 from .settings import Settings
 
@@ -34,13 +34,22 @@ def clean_question(question: object, limit: int) -> str:
     return text
 
 
+_DATE_FORMATS = {4: "%Y", 7: "%Y-%m", 10: "%Y-%m-%d"}
+
+
 def _check_date(value: str | None, name: str) -> str | None:
-    if value is None or value == "":
+    """`YYYY`, `YYYY-MM` or `YYYY-MM-DD` naming a real date; anything else (2024-13, 2024-02-30, 2024-1-5)
+    is refused rather than silently read as a wider or empty range."""
+    if value is None or not str(value).strip():
         return None
-    normal = normalise_date(value)
-    if normal is None or normal != value.strip()[: len(normal)]:
-        raise BadQuestion(f"{name} {value!r} is not a date; use YYYY, YYYY-MM or YYYY-MM-DD.")
-    return normal
+    text = str(value).strip()
+    try:
+        if not text.isascii():
+            raise ValueError(text)
+        datetime.strptime(text, _DATE_FORMATS[len(text)])
+    except (KeyError, ValueError):
+        raise BadQuestion(f"{name} {value!r} is not a date; use YYYY, YYYY-MM or YYYY-MM-DD.") from None
+    return text
 
 
 class Engine:
@@ -48,6 +57,7 @@ class Engine:
 
     def __init__(self, settings: Settings, embedder: Embedder | None = None) -> None:
         self.settings = settings
+        live_generation(settings.paths.index)  # a missing index is reported before the model is loaded
         self.embedder = embedder or load_embedder(settings.embedding)
         self._lock = threading.Lock()
         self._gen = self._open()
@@ -70,7 +80,7 @@ class Engine:
         """Switch to a newly built generation if `CURRENT` moved; True when it did."""
         try:
             name = (self.settings.paths.index / CURRENT).read_text(encoding="utf-8").strip()
-        except OSError:
+        except (OSError, UnicodeDecodeError):  # keep serving the generation already open
             return False
         if name == self._gen.path.name:
             return False
@@ -79,6 +89,10 @@ class Engine:
                 self._gen = self._open()
                 return True
         return False
+
+    def documents(self) -> list[Document]:
+        """The articles of the live index, in index order."""
+        return [row.document for row in self.generation.documents()]
 
     def _k(self, k: int | None) -> int:
         k = self.settings.retrieval.k if k is None else k
@@ -91,7 +105,7 @@ class Engine:
         r = self.settings.retrieval
         query = clean_question(query, self.settings.answer.max_question_chars)
         k = self._k(k)
-        since, until = _check_date(since, "--since"), _check_date(until, "--until")
+        since, until = _check_date(since, "The 'since' date"), _check_date(until, "The 'until' date")
         gen = self.generation
         t0 = time.perf_counter()
         vector = self.embedder.encode_queries([query])[0]

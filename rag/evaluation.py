@@ -94,11 +94,18 @@ def evaluate_qa(path: Path, settings: Settings, k: int = 5, engine: Engine | Non
     scores_answerable: list[float] = []
     scores_unanswerable: list[float] = []
     per_question = []
-    for row in rows:
+    for n, row in enumerate(rows, 1):
+        if not isinstance(row, dict) or not isinstance(row.get("question"), str):
+            raise BadQuestion(f"{path}: entry {n} has no \"question\" text. Each line must be an object like "
+                              '{"id": "q1", "question": "...", "answers": ["..."], "evidence": "..."}.')
         t0 = time.perf_counter()
-        answer: Answer = engine.ask(row["question"], k)
+        try:
+            answer: Answer = engine.ask(row["question"], k)
+        except BadQuestion as exc:
+            raise BadQuestion(f"{path}: question {row.get('id') or n} cannot be asked: {exc}") from None
         latencies.append((time.perf_counter() - t0) * 1000)
-        golds = [normalise(g) for g in row.get("answers") or []]
+        answers = row.get("answers") or []
+        golds = [normalise(str(g)) for g in ([answers] if isinstance(answers, str) else answers)]
         evidence = row.get("evidence")
         answerable = bool(golds) or bool(evidence)
         rank = None

@@ -64,9 +64,12 @@ def live_generation(root: Path) -> Path:
     pointer = root / CURRENT
     if not pointer.exists():
         raise IndexMissing(f"No index yet in {root}. Build one with: rag index build --index {root}")
-    name = pointer.read_text(encoding="utf-8").strip()
+    try:
+        name = pointer.read_text(encoding="utf-8").strip()
+    except UnicodeDecodeError:
+        raise IndexCorrupt(f"{pointer} is not a generation name (not text). {REBUILD}") from None
     gen = root / name
-    if not name or "/" in name or not gen.is_dir():
+    if not name.startswith("gen-") or "/" in name or not gen.is_dir():
         raise IndexCorrupt(f"{pointer} names generation {name!r}, which does not exist. {REBUILD}")
     return gen
 
@@ -84,7 +87,36 @@ def read_manifest(gen: Path) -> dict[str, Any]:
     if manifest.get("format_version") != FORMAT_VERSION:
         raise IndexMismatch(f"Index in {gen.parent} has format {manifest.get('format_version')!r}; this version "
                             f"reads format {FORMAT_VERSION}. {REBUILD}")
+    problem = _manifest_problem(manifest)
+    if problem:
+        raise IndexCorrupt(f"Index manifest {path} is malformed: {problem}. {REBUILD}")
     return manifest
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _manifest_problem(manifest: dict[str, Any]) -> str | None:
+    """What is wrong with the shape of a parsed manifest, or None: readers index into it without checks."""
+    files, counts = manifest["files"], manifest["counts"]
+    if not isinstance(files, dict) or not all(
+        isinstance(info, dict) and _count(info.get("bytes")) and isinstance(info.get("sha256"), str)
+        for info in files.values()
+    ):
+        return "'files' must map each file to its bytes and sha256"
+    if not isinstance(counts, dict) or not all(_count(counts.get(k)) for k in ("documents", "chunks", "sentences")):
+        return "'counts' must hold whole numbers of documents, chunks and sentences"
+    if not _count(manifest.get("dimension")) or not manifest["dimension"]:
+        return "'dimension' must be a positive whole number"
+    if not isinstance(manifest.get("model"), str):
+        return "'model' must name the embedding model"
+    sources = manifest.get("sources", {})
+    if not isinstance(sources, dict) or not all(
+        isinstance(f, dict) and {"bytes", "mtime_ns", "sha256"} <= set(f) for f in sources.values()
+    ):
+        return "'sources' must map each corpus file to its bytes, mtime_ns and sha256"
+    return None
 
 
 def check_files(gen: Path, manifest: dict[str, Any]) -> None:
@@ -171,6 +203,9 @@ class Generation:
             return cls(gen, manifest, nprobe, ef_search)
         except sqlite3.DatabaseError as exc:
             raise IndexCorrupt(f"Index metadata in {gen / DB} cannot be read ({exc}). {REBUILD}") from None
+        except (ValueError, KeyError, TypeError, AttributeError, OSError) as exc:  # BM25 files bm25s cannot read
+            raise IndexCorrupt(f"Index files in {gen} cannot be read ({type(exc).__name__}: {exc}). "
+                               f"{REBUILD}") from None
 
     def _db(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)

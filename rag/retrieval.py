@@ -53,16 +53,21 @@ def _shingles(text: str) -> set[tuple[str, ...]]:
     return {tuple(words[i:i + 3]) for i in range(max(1, len(words) - 2))}
 
 
-def near_duplicate(a_span: tuple[str, int, int], b_span: tuple[str, int, int], a_sh: set, b_sh: set) -> bool:
-    """Overlapping chunks of one article, or passages sharing most of their word trigrams."""
+def _overlapping(a_span: tuple[str, int, int], b_span: tuple[str, int, int]) -> bool:
+    """Chunks of one article that share more than half of the shorter one."""
     (da, sa, ea), (db, sb, eb) = a_span, b_span
-    if da == db:
-        overlap = min(ea, eb) - max(sa, sb)
-        if overlap > 0.5 * min(ea - sa, eb - sb):
-            return True
-    if not a_sh or not b_sh:
-        return False
-    return len(a_sh & b_sh) / min(len(a_sh), len(b_sh)) >= 0.6
+    return da == db and min(ea, eb) - max(sa, sb) > 0.5 * min(ea - sa, eb - sb)
+
+
+def _covered(a_sh: set, shown: set) -> bool:
+    """Most of a passage's word trigrams are already shown. Measured on the passage alone: a long passage
+    that merely quotes a shorter one already shown still adds new text."""
+    return bool(a_sh) and len(a_sh & shown) > 0.5 * len(a_sh)
+
+
+def near_duplicate(a_span: tuple[str, int, int], b_span: tuple[str, int, int], a_sh: set, b_sh: set) -> bool:
+    """Overlapping chunks of one article, or a passage `a` most of whose word trigrams are in `b`."""
+    return _overlapping(a_span, b_span) or _covered(a_sh, b_sh)
 
 
 def retrieve(gen: Generation, query: str, query_vector: np.ndarray, k: int, candidates: int, fusion: str,
@@ -79,16 +84,19 @@ def retrieve(gen: Generation, query: str, query_vector: np.ndarray, k: int, cand
     fetched = gen.chunks([c.row for c in fused[: max(k * 4, 20)]])
     doc_cache: dict[int, tuple] = {}
     hits: list[Hit] = []
-    kept: list[tuple[tuple[str, int, int], set]] = []
+    kept: list[tuple[str, int, int]] = []
+    shown: set[tuple[str, ...]] = set()  # word trigrams of the passages kept so far
     for cand in fused:
         if cand.row not in fetched:
             fetched.update(gen.chunks([cand.row]))
         chunk, doc_row = fetched[cand.row]
         span = (chunk.doc_id, chunk.start, chunk.end)
         sh = _shingles(chunk.text)
-        if any(near_duplicate(span, other, sh, osh) for other, osh in kept):
+        # against the union of what is shown: text syndicated into several kept passages counts once
+        if _covered(sh, shown) or any(_overlapping(span, other) for other in kept):
             continue
-        kept.append((span, sh))
+        kept.append(span)
+        shown |= sh
         if doc_row not in doc_cache:
             d = gen.doc_at(doc_row).document
             doc_cache[doc_row] = (d.title, d.source, dict(d.metadata))

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+import threading
 
 _LINE = re.compile(r"[^\n]+")
+_LOCAL = threading.local()
 
 
-@lru_cache(maxsize=1)
 def _segmenter():  # type: ignore[no-untyped-def]
-    import pysbd
+    """This thread's pysbd segmenter: one keeps the text it is splitting on itself, so threads cannot share it."""
+    segmenter = getattr(_LOCAL, "segmenter", None)
+    if segmenter is None:
+        import pysbd
 
-    return pysbd.Segmenter(language="en", clean=False)
+        segmenter = _LOCAL.segmenter = pysbd.Segmenter(language="en", clean=False)
+    return segmenter
 
 
 def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:

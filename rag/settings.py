@@ -196,12 +196,12 @@ def load_settings(
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise SettingsError(f"Settings file {path} is not valid TOML: {exc}. Fix or remove it.") from None
-        base = path.resolve().parent
+        settings = _apply(settings, data, str(path))
+        base = path.resolve().parent  # relative folders in the file are relative to the file
         for key in ("corpus", "index"):
             value = data.get("paths", {}).get(key)
-            if isinstance(value, str) and not Path(value).is_absolute():
-                data["paths"][key] = str(base / value)
-        settings = _apply(settings, data, str(path))
+            if value is not None and not Path(value).is_absolute():
+                settings = settings.with_paths(**{key: base / value})
     elif config:
         raise SettingsError(f"Settings file {path} does not exist.")
     settings = _apply(settings, _from_env(env), "environment")

@@ -1,0 +1,313 @@
+"""The chat over the news archive: cited answers with linked source cards, filters, incremental rebuilds and
+citation exports.
+
+Start it with `rag ui` (builds the index first when it is missing or stale), or with
+`streamlit run ui/app.py` and RAG_CORPUS / RAG_INDEX set. It uses only the public API of `rag`. Archive and
+user text is always shown escaped (`chat_html`): nothing from the corpus is rendered as HTML or Markdown."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+import streamlit as st
+
+import rag
+from build_job import BuildJob, BuildJobs
+from chat_html import STYLE, answer_html, documents_html, passage_card_html, question_html, sources_html
+from rag import EXPORT_FORMATS, export_answers
+
+st.set_page_config(page_title="News archive assistant", page_icon="📰")
+
+LABELS = {"markdown": "Markdown", "json": "JSON", "bibtex": "BibTeX", "ris": "RIS", "csl-json": "CSL-JSON"}
+MIMES = {"markdown": "text/markdown", "json": "application/json", "bibtex": "application/x-bibtex",
+         "ris": "application/x-research-info-systems", "csl-json": "application/vnd.citationstyles.csl+json"}
+REFERENCE_FORMATS = {"bibtex", "ris", "csl-json"}  # empty for answers without citations
+PROBLEMS = {  # problem kind -> (what it means, label of the button that fixes it)
+    "IndexMissing": (None, "Build the index"),
+    "IndexMismatch": ("The index was built with another embedding model or index format than the settings use.",
+                      "Rebuild the index with the current model"),
+    "IndexCorrupt": ("The index is damaged.", "Rebuild the index"),
+}
+_MD_SPECIAL = re.compile(r"([!-/:-@\[-`{-~])")
+
+
+def plural(count: int, word: str) -> str:
+    return f"{count:,} {word}{'' if count == 1 else 's'}"
+
+
+def md(text: object) -> str:
+    """Text for the Markdown of st.error/st.info/st.caption, with every ASCII punctuation mark escaped so that
+    nothing in it (file names, paths, messages) can form a link, HTML, emphasis or math."""
+    return _MD_SPECIAL.sub(r"\\\1", str(text))
+
+
+@st.cache_resource(show_spinner="Loading the model and the index (once for every visitor of this server)…")
+def load_engine(key: str, _settings: rag.Settings) -> rag.Engine:
+    """The engine shared by every session of this process: a second tab does not load anything again."""
+    return rag.get_engine(_settings)
+
+
+@st.cache_resource
+def build_jobs() -> BuildJobs:
+    return BuildJobs()
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def indexed_documents(key: tuple[Any, ...], _engine: rag.Engine) -> list[rag.Document]:
+    return _engine.documents()
+
+
+def corpus_problem(settings: rag.Settings) -> str | None:
+    """Why the corpus folder cannot be indexed, or None."""
+    corpus = settings.paths.corpus
+    if not corpus.exists():
+        return (f"Corpus folder {corpus} does not exist. Create it and put articles in it (.txt, .md, .jsonl or "
+                "HTML files), or start the app with: rag ui --corpus FOLDER. Then reload this page.")
+    try:
+        first = next(rag.iter_articles(corpus, lambda _msg: None, settings.chunking.min_title_words), None)
+    except rag.RagError as exc:
+        return str(exc)
+    if first is None:
+        return (f"Corpus folder {corpus} holds no articles. Add .txt, .md, .jsonl or .html files to it, "
+                "then reload this page.")
+    return None
+
+
+def start_build(settings: rag.Settings) -> None:
+    def reload() -> None:  # the engine notices the new CURRENT; load it now so the next question is quick
+        try:
+            rag.get_engine(settings).reload_if_changed()
+        except rag.RagError:
+            pass  # the page reports the problem on its next run
+
+    build_jobs().start(settings, reload)
+
+
+def show_progress(job: BuildJob) -> None:
+    @st.fragment(run_every=0.5)
+    def progress() -> None:
+        if job.finished:
+            st.rerun()  # the whole page: new status, articles and filters
+        st.progress(job.fraction, text=job.label)
+
+    progress()
+
+
+def build_panel(label: str, primary: bool = True, disabled: bool = False, help: str | None = None) -> None:
+    """The build button, the progress of a running build, or the outcome of the last one."""
+    job = build_jobs().get(settings)
+    if job is not None and not job.finished:
+        st.caption("The chat keeps answering from the live index until the new one is complete.")
+        show_progress(job)
+        return
+    if job is not None and job.error:
+        st.error(md(job.error))
+    elif job is not None:
+        st.success(md(job.summary))
+        for warning in job.warnings[:5]:
+            st.warning(md(warning))
+        if len(job.warnings) > 5:
+            st.caption(f"… and {len(job.warnings) - 5} more warnings (run rag index build to see them all).")
+    st.button(label, key="build", type="primary" if primary else "secondary", on_click=start_build,
+              args=(settings,), disabled=disabled, help=help)
+
+
+def clear_conversation() -> None:
+    st.session_state.turns = []
+
+
+def export_text(answers: list[rag.Answer], fmt: str) -> str | None:
+    try:
+        return export_answers(answers, fmt)
+    except rag.RagError:
+        return None
+
+
+def download_row(answers: list[rag.Answer], stem: str, key: str) -> None:
+    """One download button per export format (reference formats only when something is cited)."""
+    cited = any(a.citations for a in answers)
+    with st.container(horizontal=True, gap="small"):
+        for fmt, ext in EXPORT_FORMATS.items():
+            if fmt in REFERENCE_FORMATS and not cited:
+                continue
+            data = export_text(answers, fmt)
+            if data is not None:
+                st.download_button(LABELS.get(fmt, fmt), data, file_name=f"{stem}{ext}", mime=MIMES.get(fmt),
+                                   key=f"{key}-{fmt}", on_click="ignore", icon=":material/download:")
+
+
+def ask(question: str) -> dict[str, Any]:
+    """One turn of the conversation: the question, its answer or the error that refused it."""
+    n = 1 + sum(1 for t in st.session_state.turns if t["answer"] is not None)
+    turn: dict[str, Any] = {"question": question, "answer": None, "error": None, "n": n, "filters": filters}
+    try:
+        turn["answer"] = engine.ask(question, k, doc_ids or None, since.strip() or None, until.strip() or None,
+                                    mode, id=f"answer-{n}")
+    except rag.RagError as exc:
+        turn["error"] = str(exc)
+    return turn
+
+
+def show_answer(turn: dict[str, Any]) -> None:
+    if turn["error"]:
+        st.error(md(turn["error"]))
+        return
+    answer: rag.Answer = turn["answer"]
+    n = turn["n"]
+    st.html(answer_html(n, answer))
+    for notice in answer.notices:
+        st.warning(md(notice), icon=":material/info:")
+    st.html(sources_html(n, answer))
+    if answer.citations and len(answer.passages) > 0:
+        with st.expander(f"All {len(answer.passages)} retrieved passages"):
+            st.html("".join(passage_card_html(h) for h in answer.passages))
+    how = "language model" if answer.mode == "llm" else "extractive"
+    took = answer.timings.get("total_ms")
+    details = [f"Answer {n}", how, plural(len(answer.passages), "passage")] + turn["filters"]
+    if took is not None:
+        details.append(f"{took:,.0f} ms")
+    st.caption(md(" · ".join(details)))
+    download_row([answer], f"answer-{n}", f"dl-{n}")
+
+
+def show_turn(turn: dict[str, Any]) -> None:
+    with st.chat_message("user"):
+        st.html(question_html(turn["question"]))
+    with st.chat_message("assistant"):
+        show_answer(turn)
+
+
+# --- settings and index -------------------------------------------------------------------------------------
+st.session_state.setdefault("turns", [])
+st.html(STYLE)
+st.title("News archive assistant")
+st.caption("Every answer quotes the archive word for word; each marker links to its source card.")
+
+try:
+    settings = rag.load_settings()
+except rag.RagError as exc:
+    st.error(md(exc))
+    st.info("Fix rag.toml or the RAG_* environment variable named above, then reload this page.")
+    st.stop()
+
+status = rag.index_status(settings)
+running = build_jobs().get(settings)
+if not status.ready:
+    if running is not None and not running.finished:
+        st.info("Building the index: the page becomes the chat as soon as it is ready.")
+        build_panel("Build the index")
+        st.stop()
+    problem = corpus_problem(settings)
+    if problem:
+        st.error(md(problem))
+        st.stop()
+    what, button = PROBLEMS.get(status.problem_kind or "", (None, None))
+    st.error(md(f"{what + ' ' if what else ''}{status.problem}"))
+    if button:
+        st.info("Build it here: every article is embedded once (later rebuilds embed only new and changed "
+                "ones). The page becomes the chat as soon as the index is ready.")
+        build_panel(button)
+    else:
+        st.info("Fix the setting named above (rag.toml or RAG_* environment variables), then reload this page.")
+    st.stop()
+
+try:
+    engine = load_engine(hashlib.sha256(repr(settings).encode()).hexdigest(), settings)
+except rag.RagError as exc:
+    st.error(md(exc))
+    problem = corpus_problem(settings)
+    if problem:
+        st.warning(md(f"A rebuild needs the corpus: {problem}"))
+    else:
+        build_panel("Rebuild the index")
+    st.stop()
+
+# --- sidebar: index, search settings, conversation, articles -------------------------------------------------
+with st.sidebar:
+    st.header("Index")
+    c1, c2 = st.columns(2)
+    c1.metric("Articles", f"{status.documents:,}")
+    c2.metric("Chunks", f"{status.chunks:,}")
+    built = (status.built_at or "unknown").replace("T", " ").replace("+00:00", " UTC")
+    st.caption(md(f"Model: {status.model}") + "  \n" + md(f"Built: {built}") + "  \n"
+               + md(f"Corpus: {settings.paths.corpus}"))
+    corpus_there = settings.paths.corpus.is_dir()
+    if not corpus_there:
+        st.warning(md(f"Corpus folder {settings.paths.corpus} is missing: answers come from the existing index, "
+                      "and rebuilding needs the folder back."))
+    elif status.corpus_changed:
+        names = ", ".join(status.corpus_changed[:5]) + (" …" if len(status.corpus_changed) > 5 else "")
+        st.warning(md(f"The corpus changed since the build ({plural(len(status.corpus_changed), 'file')}: "
+                      f"{names}). Rebuild to search the new text."))
+    else:
+        st.caption("The corpus is unchanged since the build.")
+    if status.settings_changed:
+        st.warning("The chunking settings changed since the build: rebuild to apply them.")
+    build_panel("Rebuild index", primary=bool(status.corpus_changed), disabled=not corpus_there,
+                help="Embeds only new and changed articles, then swaps in the new index; the chat keeps working.")
+
+    st.header("Search")
+    try:
+        documents = indexed_documents((str(settings.paths.index), status.built_at, status.documents, status.chunks),
+                                      engine)
+    except rag.RagError as exc:
+        documents = []
+        st.error(md(exc))
+    by_id = {d.doc_id: d for d in documents}
+    if "doc_filter" in st.session_state:  # a rebuild may have removed selected articles
+        st.session_state.doc_filter = [i for i in st.session_state.doc_filter if i in by_id]
+    doc_ids: list[str] = st.multiselect(
+        "Only these articles", list(by_id), key="doc_filter", placeholder="All articles",
+        format_func=lambda i: (t if len(t := by_id[i].title) <= 80 else t[:79] + "…"))
+    c1, c2 = st.columns(2)
+    since: str = c1.text_input("Since", key="since", placeholder="YYYY-MM-DD", help="YYYY, YYYY-MM or YYYY-MM-DD")
+    until: str = c2.text_input("Until", key="until", placeholder="YYYY-MM-DD", help="YYYY, YYYY-MM or YYYY-MM-DD")
+    max_k = min(settings.retrieval.max_k, 20)
+    k: int = st.slider("Passages to retrieve (k)", 1, max_k, min(settings.retrieval.k, max_k), key="k")
+    modes = ["extractive"] + (["llm"] if settings.llm.base_url and settings.llm.model else [])
+    if len(modes) > 1:
+        mode: str = st.radio("Answer with", modes, index=modes.index(settings.answer.mode), key="mode",
+                             format_func=lambda m: f"Language model ({settings.llm.model})" if m == "llm"
+                             else "Quotes from the archive (extractive)")
+    else:
+        mode = "extractive"
+        st.caption("Answers are extractive quotes. Set llm.base_url and llm.model to offer a language model.")
+    filters = ([f"only {plural(len(doc_ids), 'selected article')}"] if doc_ids else []) \
+        + ([f"since {since.strip()}"] if since.strip() else []) + ([f"until {until.strip()}"] if until.strip() else [])
+
+    conversation = st.container()  # filled at the end, once this run's question is answered
+
+    with st.expander(f"Articles in the index ({len(documents):,})"):
+        needle = st.text_input("Search titles, files and ids", key="doc_search").strip().lower()
+        shown = [d for d in documents if needle in f"{d.title}\n{d.source}\n{d.doc_id}".lower()]
+        st.caption(f"{len(shown):,} of {len(documents):,} articles")
+        st.html(documents_html(shown[:300]))
+        if len(shown) > 300:
+            st.caption("Showing the first 300: refine the search.")
+
+# --- the chat ------------------------------------------------------------------------------------------------
+question = st.chat_input("Ask a question about the archive")  # pinned to the bottom of the page
+if not st.session_state.turns and not question:
+    st.info("Ask a question about the archive below. Answers quote it word for word, with their sources; "
+            "when the archive has no answer, the assistant says so and shows the closest passages.")
+for past in st.session_state.turns:
+    show_turn(past)
+
+if question:
+    with st.chat_message("user"):
+        st.html(question_html(question))
+    with st.chat_message("assistant"):
+        with st.spinner("Searching the archive…"):
+            turn = ask(question)
+        st.session_state.turns.append(turn)
+        show_answer(turn)
+
+answers = [t["answer"] for t in st.session_state.turns if t["answer"] is not None]
+with conversation:
+    st.header("Conversation")
+    st.button("Clear conversation", key="clear", on_click=clear_conversation, disabled=not st.session_state.turns)
+    if answers:
+        st.caption(f"Export the conversation ({plural(len(answers), 'answer')}):")
+        download_row(answers, "conversation", "dl-all")
