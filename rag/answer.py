@@ -165,7 +165,7 @@ def select(scored: list[Scored], max_sentences: int, threshold: float) -> list[S
         chosen.append(cand)
     if best.strict and not any(c.typed == 1.0 for c in chosen):
         # the closest sentences are on topic but hold no answer of the asked kind: add the best that does
-        typed = next((c for c in scored if c.typed == 1.0 and c.score >= max(threshold, best.score / 2)), None)
+        typed = next((c for c in scored if c.typed == 1.0 and c.score >= threshold), None)
         if typed is not None:
             chosen = chosen[: max_sentences - 1] + [typed]
     return chosen

@@ -17,7 +17,8 @@ from .records import Answer, Document, Hit
 from .retrieval import retrieve
 from .settings import Settings
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# control characters, and the bidirectional overrides that could make a question display as something else
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 _RELOAD_EVERY = 1.0  # seconds between checks of CURRENT
 
 
@@ -106,6 +107,9 @@ class Engine:
         query = clean_question(query, self.settings.answer.max_question_chars)
         k = self._k(k)
         since, until = _check_date(since, "The 'since' date"), _check_date(until, "The 'until' date")
+        if since and until and since[: len(until)] > until[: len(since)]:
+            raise BadQuestion(f"The 'since' date {since} is after the 'until' date {until}: nothing can match. "
+                              "Swap them or widen the range.")
         gen = self.generation
         t0 = time.perf_counter()
         vector = self.embedder.encode_queries([query])[0]
