@@ -1,4 +1,4 @@
-"""Warm query latency on the bundled corpus, and approximate search at scale on synthetic vectors.
+"""Warm query latency on the bundled corpus; approximate vector search and BM25 at scale on synthetic data.
 
     python benchmarks/bench_query.py [--ann-size 1000000] [--skip-ann]
 """
@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import peak_rss_mib, summary  # noqa: E402
+from common import peak_rss_mib, sentence, summary  # noqa: E402
 
 import rag  # noqa: E402
+from rag.lexical import Lexical  # noqa: E402
 from rag.store import VectorStore  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -103,15 +104,35 @@ def bench_ann(size: int, dim: int = 384, nq: int = 200) -> None:
     print(f"exact flat search at {size:,}: {summary(ms)}; peak RSS {peak_rss_mib():.0f} MiB")
 
 
+def bench_bm25(size: int, nq: int = 200) -> None:
+    """BM25 (the other half of hybrid search) over `size` synthetic passages."""
+    import random
+
+    rng = random.Random(3)
+    t0 = time.perf_counter()
+    lexical = Lexical.build(" ".join(sentence(rng) for _ in range(3)) for _ in range(size))
+    print(f"BM25: {size:,} synthetic passages indexed in {time.perf_counter() - t0:.1f} s")
+    ms = []
+    for _ in range(nq):
+        query = sentence(rng).split(",")[0]
+        t0 = time.perf_counter()
+        lexical.search(query, 50)
+        ms.append((time.perf_counter() - t0) * 1000)
+    print(f"BM25 search at {size:,} passages (top 50): {summary(ms)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--ann-size", type=int, default=1_000_000)
     parser.add_argument("--skip-ann", action="store_true")
+    parser.add_argument("--skip-bm25", action="store_true")
     args = parser.parse_args()
     bench_bundled(args.rounds)
     if not args.skip_ann:
         bench_ann(args.ann_size)
+    if not args.skip_bm25:
+        bench_bm25(args.ann_size)
 
 
 if __name__ == "__main__":

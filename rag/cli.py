@@ -140,10 +140,11 @@ def index_info(index: Optional[Path] = IndexOpt, corpus: Optional[Path] = Corpus
 
 
 @index_app.command("verify")
-def index_verify(index: Optional[Path] = IndexOpt, as_json: bool = JsonOpt) -> None:
+def index_verify(index: Optional[Path] = IndexOpt, corpus: Optional[Path] = CorpusOpt,
+                 as_json: bool = JsonOpt) -> None:
     """Check that manifest, files, checksums, dimensions, counts and model agree."""
     with _errors():
-        result = rag.verify_index(_settings(None, index))
+        result = rag.verify_index(_settings(corpus, index))
         if as_json:
             _print_json(result)
         else:
@@ -183,6 +184,17 @@ def _parse_batch(handle: Any) -> Iterator[tuple[Optional[str], Any]]:
             yield None, stripped
 
 
+def _open_engine(corpus: Optional[Path], index: Optional[Path]) -> rag.Engine:
+    """The engine over the live index, with a warning when the corpus moved on since the build."""
+    settings = _settings(corpus, index)
+    engine = rag.get_engine(settings)
+    changed = rag.index_status(settings).corpus_changed
+    if changed:
+        _warn(f"the corpus changed since the index was built ({len(changed)} file(s), e.g. {changed[0]}); "
+              "answers come from the index as built. Update it with: rag index build")
+    return engine
+
+
 def _filters(doc: Optional[List[str]], since: Optional[str], until: Optional[str]) -> dict[str, Any]:
     return {"doc_ids": doc or None, "since": since, "until": until}
 
@@ -213,7 +225,7 @@ def search_cmd(query: Optional[str] = typer.Argument(None), k: Optional[int] = K
     import time
 
     with _errors():
-        engine = rag.get_engine(_settings(corpus, index))
+        engine = _open_engine(corpus, index)
 
         def one(q: str, qid: Optional[str]) -> dict[str, Any]:
             t0 = time.perf_counter()
@@ -266,7 +278,7 @@ def ask_cmd(question: Optional[str] = typer.Argument(None), k: Optional[int] = K
                                               "enough: markdown, json, bibtex, ris, csl-json.")) -> None:
     """A cited answer from the archive, or a plain statement that it has none."""
     with _errors():
-        engine = rag.get_engine(_settings(corpus, index))
+        engine = _open_engine(corpus, index)
         mode = "llm" if llm else None
         if export is not None:
             rag.format_for_path(export, fmt)  # refuse a bad format before any work
@@ -335,7 +347,8 @@ def ui_cmd(corpus: Optional[Path] = CorpusOpt, index: Optional[Path] = IndexOpt,
         env = dict(os.environ, RAG_CORPUS=str(settings.paths.corpus.resolve()),
                    RAG_INDEX=str(settings.paths.index.resolve()))
         cmd = [sys.executable, "-m", "streamlit", "run", str(app_file), "--server.address", host,
-               "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+               "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
+               "--client.toolbarMode", "minimal"]
         typer.echo(f"Open http://{host}:{port} in a browser (Ctrl+C stops the app).", err=True)
         raise typer.Exit(subprocess.call(cmd, env=env))
 

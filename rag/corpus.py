@@ -270,11 +270,13 @@ def _html_articles(rel: str, html: str, meta: dict[str, str], warn: Warn) -> Ite
     yield Article(Document(doc_id, title, rel, 0, len(body), spans, metadata), body)
 
 
-def iter_articles(corpus: Path, warn: Warn | None = None, min_title_words: int = 8) -> Iterator[Article]:
-    """Stream the articles of every supported file under `corpus`; a bad file is skipped with a warning."""
+def iter_articles(corpus: Path, warn: Warn | None = None, min_title_words: int = 8,
+                  files: list[Path] | None = None) -> Iterator[Article]:
+    """Stream the articles of every supported file under `corpus` (or of `files` only); a bad file is skipped
+    with a warning."""
     warn = warn or _warn_default
     ids: set[str] = set()
-    for path in corpus_files(corpus):
+    for path in corpus_files(corpus) if files is None else files:
         rel = path.relative_to(corpus).as_posix()
         suffix = path.suffix.lower()
         if suffix not in SUPPORTED:
@@ -314,11 +316,13 @@ def load_documents(corpus: Path, warn: Warn | None = None, min_title_words: int 
     return docs
 
 
-def source_text(corpus: Path, source: str, doc_id: str) -> str:
-    """The text that the offsets of `doc_id` (from file `source`) index."""
-    for article in iter_articles(corpus, warn=lambda _m: None):
-        if article.document.doc_id == doc_id and article.document.source == source:
-            return article.source_text
+def source_text(corpus: Path, source: str, doc_id: str, min_title_words: int = 8) -> str:
+    """The text that the offsets of `doc_id` (from file `source`, relative to `corpus`) index."""
+    path = corpus / source
+    if path.is_file():
+        for article in iter_articles(corpus, lambda _m: None, min_title_words, files=[path]):
+            if article.document.doc_id == doc_id:
+                return article.source_text
     raise KeyError(f"{doc_id!r} not found in {source}")
 
 
