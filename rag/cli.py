@@ -43,6 +43,11 @@ def _errors() -> Iterator[None]:
     except KeyboardInterrupt:
         _err("interrupted; the live index is unchanged.")
         raise typer.Exit(130) from None
+    except OSError as exc:  # a folder that cannot be written, a full disk: the live index is never touched
+        where = f" ({exc.filename})" if exc.filename else ""
+        _err(f"{exc.strerror or exc}{where}. Check the path and its permissions or free space; "
+             "the live index is unchanged.")
+        raise typer.Exit(1) from None
 
 
 def _settings(corpus: Optional[Path], index: Optional[Path], **sections: dict[str, Any]) -> rag.Settings:

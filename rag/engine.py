@@ -102,7 +102,8 @@ class Engine:
         return min(k, self.settings.retrieval.max_k)
 
     def _hits(self, query: str, k: int | None, doc_ids: Sequence[str] | None, since: str | None,
-              until: str | None, timings: dict[str, float]) -> tuple[Generation, list[Hit], object]:
+              until: str | None, timings: dict[str, float]) -> tuple[Generation, str, list[Hit], object]:
+        """(generation, cleaned query, hits, query vector), checking every argument first."""
         r = self.settings.retrieval
         query = clean_question(query, self.settings.answer.max_question_chars)
         k = self._k(k)
@@ -118,12 +119,12 @@ class Engine:
         hits = retrieve(gen, query, vector, k, max(r.candidates, k), r.fusion, r.dense_weight, r.rrf_k, allowed)
         t2 = time.perf_counter()
         timings.update(encode_ms=(t1 - t0) * 1000, retrieve_ms=(t2 - t1) * 1000)
-        return gen, hits, vector
+        return gen, query, hits, vector
 
     def search(self, query: str, k: int | None = None, doc_ids: Sequence[str] | None = None,
                since: str | None = None, until: str | None = None) -> list[Hit]:
         """The best passages for `query`."""
-        return self._hits(query, k, doc_ids, since, until, {})[1]
+        return self._hits(query, k, doc_ids, since, until, {})[2]
 
     def ask(self, question: str, k: int | None = None, doc_ids: Sequence[str] | None = None,
             since: str | None = None, until: str | None = None, mode: str | None = None,
@@ -131,8 +132,7 @@ class Engine:
         """An answer built from the archive's passages, with exact-span citations, or an abstention."""
         began = time.perf_counter()
         timings: dict[str, float] = {}
-        text = clean_question(question, self.settings.answer.max_question_chars)
-        gen, hits, vector = self._hits(text, k, doc_ids, since, until, timings)
+        gen, text, hits, vector = self._hits(question, k, doc_ids, since, until, timings)
         a = self.settings.answer
         mode = mode or a.mode
         t0 = time.perf_counter()
