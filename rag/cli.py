@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -43,6 +44,9 @@ def _errors() -> Iterator[None]:
     except KeyboardInterrupt:
         _err("interrupted; the live index is unchanged.")
         raise typer.Exit(130) from None
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as other commands do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(0) from None
     except OSError as exc:  # a folder that cannot be written, a full disk: the live index is never touched
         where = f" ({exc.filename})" if exc.filename else ""
         _err(f"{exc.strerror or exc}{where}. Check the path and its permissions or free space; "
@@ -337,7 +341,6 @@ def ui_cmd(corpus: Optional[Path] = CorpusOpt, index: Optional[Path] = IndexOpt,
            host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
            port: int = typer.Option(8501, "--port", help="Port to listen on.")) -> None:
     """Launch the Streamlit chat (builds the index first if it is missing or stale)."""
-    import os
     import subprocess
 
     with _errors():
