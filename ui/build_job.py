@@ -63,8 +63,8 @@ class BuildJob:
     def label(self) -> str:
         if self.stage == "starting":
             return "Starting the build (loading the model)…"
-        unit = " files" if self.stage == "documents" else ""
-        return f"{_STAGES.get(self.stage, self.stage)}: {self.done} of {self.total}{unit}"
+        share = self.done / self.total if self.total else 0.0
+        return f"{_STAGES.get(self.stage, self.stage)}: {share:.0%}"
 
     @property
     def summary(self) -> str:
