@@ -6,6 +6,7 @@ import re
 import threading
 
 _LINE = re.compile(r"[^\n]+")
+_HEADING_MARK = re.compile(r"\s*#{1,6}\s+")  # a Markdown heading's "## " is markup, not part of a quote
 _LOCAL = threading.local()
 
 
@@ -25,22 +26,23 @@ def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tu
     end = len(text) if end is None else end
     spans: list[tuple[int, int]] = []
     for line in _LINE.finditer(text, start, end):
-        line_text = line.group()
-        if not line_text.strip():
+        mark = _HEADING_MARK.match(line.group())
+        base = line.start() + (mark.end() if mark else 0)
+        body = text[base:line.end()]
+        if not body.strip():
             continue
         cursor = 0
-        for piece in _segmenter().segment(line_text):
+        for piece in _segmenter().segment(body):
             piece = piece.strip()
             if not piece:
                 continue
-            found = line_text.find(piece, cursor)
+            found = body.find(piece, cursor)
             if found < 0:  # the segmenter altered the text: fall back to the whole rest of the line
-                rest = line_text[cursor:]
-                lead = len(rest) - len(rest.lstrip())
+                rest = body[cursor:]
                 if rest.strip():
-                    s = line.start() + cursor + lead
+                    s = base + cursor + len(rest) - len(rest.lstrip())
                     spans.append((s, s + len(rest.strip())))
                 break
-            spans.append((line.start() + found, line.start() + found + len(piece)))
+            spans.append((base + found, base + found + len(piece)))
             cursor = found + len(piece)
     return spans
