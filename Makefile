@@ -28,6 +28,7 @@ test: setup
 bench: setup
 	$(PY) benchmarks/bench_index.py
 	$(PY) benchmarks/bench_query.py
+	$(PY) benchmarks/bench_scale.py
 
 clean:
 	rm -rf $(VENV) index/gen-* index/CURRENT index/build.lock
