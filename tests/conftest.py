@@ -36,16 +36,26 @@ def make_settings(corpus: Path, index: Path, **sections: dict) -> rag.Settings:
     return rag.load_settings(env={}, **sections).with_paths(corpus, index)
 
 
+def corpus_of(root: Path, *files: Path) -> Path:
+    """A corpus folder `root/corpus` holding copies of `files`."""
+    corpus = root / "corpus"
+    corpus.mkdir(parents=True)
+    for f in files:
+        shutil.copy(f, corpus / f.name)
+    return corpus
+
+
+def indexed(root: Path, *files: Path, **sections: dict) -> rag.Settings:
+    """Settings of a corpus of copies of `files` under `root`, indexed with the real model."""
+    settings = make_settings(corpus_of(root, *files), root / "index", **sections)
+    rag.build_index(settings)
+    return settings
+
+
 @pytest.fixture(scope="session")
 def bundled_index(tmp_path_factory: pytest.TempPathFactory) -> rag.Settings:
     """The bundled archive indexed once with the real model (read-only for tests: copy it to change it)."""
-    root = tmp_path_factory.mktemp("bundled")
-    corpus = root / "corpus"
-    corpus.mkdir()
-    shutil.copy(BUNDLED, corpus / BUNDLED.name)
-    settings = make_settings(corpus, root / "index")
-    rag.build_index(settings)
-    return settings
+    return indexed(tmp_path_factory.mktemp("bundled"), BUNDLED)
 
 
 @pytest.fixture(scope="session")

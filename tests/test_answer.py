@@ -4,7 +4,6 @@ source files, type-aware sentence choice, abstention, and the optional language-
 from __future__ import annotations
 
 import re
-import shutil
 import socket
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from rag.answer import ABSTAIN_TEXT, SpanError, check_citation, compose, expecte
 from rag.engine import Engine
 from rag.records import Chunk, Citation, Hit
 
-from conftest import DATA, make_settings
+from conftest import DATA, indexed
 
 try:
     from openai_stub import OpenAIStub, openai_stub  # noqa: F401 (the fixture)
@@ -188,11 +187,7 @@ def test_the_abstain_threshold_is_a_setting(bundled_index: rag.Settings) -> None
 
 @pytest.mark.slow
 def test_answers_on_a_jsonl_corpus_carry_its_metadata(tmp_path: Path) -> None:
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    shutil.copy(WIRE, corpus / WIRE.name)
-    settings = make_settings(corpus, tmp_path / "index")
-    rag.build_index(settings)
+    settings = indexed(tmp_path, WIRE)
     engine = rag.get_engine(settings)
     for question, expected in (("How many homes will the barrier protect?", "4,200"),
                                ("Where were the hydraulic hinges of the barrier tested?", "Dunmore"),

@@ -24,7 +24,7 @@ import rag.engine
 from rag.cli import app
 from rag.records import METADATA_KEYS
 
-from conftest import DATA, make_settings
+from conftest import DATA, indexed
 
 pytestmark = pytest.mark.slow  # every test here serves the real bundled index with the real model
 
@@ -83,13 +83,7 @@ def check_passages(passages: list[dict], settings: rag.Settings) -> None:
 
 @pytest.fixture(scope="module")
 def wire(tmp_path_factory: pytest.TempPathFactory) -> rag.Settings:
-    root = tmp_path_factory.mktemp("cli-wire")
-    corpus = root / "corpus"
-    corpus.mkdir()
-    shutil.copy(WIRE, corpus / WIRE.name)
-    settings = make_settings(corpus, root / "index")
-    rag.build_index(settings)
-    return settings
+    return indexed(tmp_path_factory.mktemp("cli-wire"), WIRE)
 
 
 @pytest.fixture

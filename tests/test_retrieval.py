@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ from rag.index import BM25_DIR, live_generation, read_manifest
 from rag.lexical import Lexical
 from rag.retrieval import fuse, near_duplicate
 
-from conftest import BUNDLED, DATA, FakeEmbedder, make_settings
+from conftest import BUNDLED, DATA, FakeEmbedder, corpus_of, make_settings
 
 WIRE = DATA / "query" / "wire.jsonl"
 RECORDS = [json.loads(line) for line in WIRE.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -30,10 +29,7 @@ LOCK_SENTENCE = "Officials confirmed that the Ostrava Lock will close to barges 
 
 
 def wire_corpus(root: Path) -> Path:
-    corpus = root / "corpus"
-    corpus.mkdir(parents=True)
-    shutil.copy(WIRE, corpus / WIRE.name)
-    return corpus
+    return corpus_of(root, WIRE)
 
 
 def tree_hashes(folder: Path) -> dict[str, str]:
@@ -263,10 +259,8 @@ def test_the_public_api_reports_a_missing_index_without_loading_the_model(tmp_pa
 
 
 def test_overlapping_chunks_of_one_article_are_shown_once(tmp_path: Path) -> None:
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    shutil.copy(BUNDLED, corpus / BUNDLED.name)
-    settings = make_settings(corpus, tmp_path / "index", chunking={"chunk_tokens": 64, "overlap_tokens": 32})
+    settings = make_settings(corpus_of(tmp_path, BUNDLED), tmp_path / "index",
+                             chunking={"chunk_tokens": 64, "overlap_tokens": 32})
     embedder = FakeEmbedder()
     report = rag.build_index(settings, embedder=embedder)
     engine = Engine(settings, embedder=embedder)
