@@ -22,6 +22,10 @@ LEXICAL_WEIGHT = 0.5
 # Ranking also rewards a sentence that holds something of the kind the question asks for (a number for
 # "how many", a name for "who", ...) that the question itself does not already contain.
 TYPE_WEIGHT = 0.15
+# A name in the question (a capitalised word past its first) that the archive never mentions is strong
+# evidence that it cannot answer; each such name lowers every sentence's score by this share of the penalty.
+UNKNOWN_NAME_PENALTY = 0.15
+_NAME = re.compile(r"(?<=\w[\s,;:(])[\s\"“‘'(]*([A-Z][\w’'-]+)")
 # Runners-up join the best sentence when their rank is at least this share of the best one's.
 RUNNER_UP = 0.75
 
@@ -106,11 +110,20 @@ def type_match(sentence: str, question: str, kind: str | None, head: str | None)
     return 0.5 if head and names else 1.0 if names else 0.0
 
 
+def unknown_names(gen: Generation, question: str) -> float:
+    """Share of the question's names (capitalised words after its first word) absent from the whole archive."""
+    names = {t for m in _NAME.finditer(question) for t in gen.lexical.terms(m.group(1))}
+    if not names:
+        return 0.0
+    return len(names - gen.lexical.known(sorted(names))) / len(names)
+
+
 def score_sentences(gen: Generation, question: str, query_vector: np.ndarray, hits: list[Hit]) -> list[Scored]:
     """Every sentence inside the passages, scored against the question."""
     terms = gen.lexical.terms(question)
     idf = gen.lexical.idf(terms)
     total = sum(idf.values()) or 1.0
+    penalty = UNKNOWN_NAME_PENALTY * unknown_names(gen, question)
     seen: set[tuple[str, int]] = set()
     rows: list[int] = []
     meta: list[tuple[Hit, int, int]] = []
@@ -133,7 +146,7 @@ def score_sentences(gen: Generation, question: str, query_vector: np.ndarray, hi
         quote = hit.chunk.text[start - hit.chunk.start:end - hit.chunk.start]
         present = set(gen.lexical.terms(quote))
         lexical = sum(w for t, w in idf.items() if t in present) / total if idf else 0.0
-        score = DENSE_WEIGHT * float(cos) + LEXICAL_WEIGHT * lexical
+        score = DENSE_WEIGHT * float(cos) + LEXICAL_WEIGHT * lexical - penalty
         typed = type_match(quote, question, kind, head)
         rank = score + TYPE_WEIGHT * typed
         out.append(Scored(hit, start, end, quote, score, float(cos), lexical, rank, typed,

@@ -78,6 +78,13 @@ class Lexical:
         return bm25s.tokenize([normalise(text)], stopwords=STOPWORDS, stemmer=_stemmer(), show_progress=False,
                               return_ids=False)[0]
 
+    def known(self, terms: list[str]) -> set[str]:
+        """The terms that occur somewhere in the indexed passages."""
+        indptr = self._model.scores["indptr"]
+        vocab = self._model.vocab_dict
+        return {t for t in terms if (tid := vocab.get(t)) is not None and tid + 1 < len(indptr)
+                and indptr[tid + 1] > indptr[tid]}
+
     def idf(self, terms: list[str]) -> dict[str, float]:
         """Inverse document frequency of each term (unknown terms get the largest value)."""
         scores = self._model.scores

@@ -66,7 +66,7 @@ class RetrievalSettings:
 class AnswerSettings:
     mode: str = _f("extractive", "'extractive' (no language model) or 'llm'.")
     max_sentences: int = _f(3, "Most sentences in an extractive answer.")
-    abstain_threshold: float = _f(0.30, "Evidence score under which the assistant says the archive does not "
+    abstain_threshold: float = _f(0.33, "Evidence score under which the assistant says the archive does not "
                                   "answer the question (calibrated with `rag eval`).")
     max_question_chars: int = _f(2000, "Longest question accepted; longer ones are refused.")
 

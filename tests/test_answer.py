@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 import rag
-from rag.answer import ABSTAIN_TEXT, SpanError, check_citation, compose, expected_type, type_match
+from rag.answer import (ABSTAIN_TEXT, SpanError, check_citation, compose, expected_type, type_match,
+                        unknown_names)
 from rag.engine import Engine
 from rag.records import Chunk, Citation, Hit
 
@@ -167,6 +168,18 @@ def test_unanswerable_questions_abstain_and_still_show_passages(engine: Engine, 
     assert len(answer.passages) == bundled_index.retrieval.k
     assert answer.evidence is not None and answer.evidence < bundled_index.answer.abstain_threshold
     assert not MARKER.search(answer.text)
+
+
+@pytest.mark.slow
+def test_names_the_archive_never_mentions_weaken_the_evidence(engine: Engine) -> None:
+    gen = engine.generation
+    assert unknown_names(gen, "What did Zelensky say about Lavrov?") == 0.0
+    assert unknown_names(gen, "What did Zelensky say in Kyiv?") == 0.5  # the archive spells it Kiev
+    assert unknown_names(gen, "What is the population of Brazil?") == 1.0
+    assert unknown_names(gen, "what is the population of brazil?") == 0.0  # no capitalised name to judge
+    plain, named = engine.ask("What is the population of the country?"), engine.ask("What is the population of Brazil?")
+    assert named.abstained and named.evidence is not None and plain.evidence is not None
+    assert named.evidence < plain.evidence
 
 
 @pytest.mark.slow
