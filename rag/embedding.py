@@ -105,23 +105,17 @@ class SentenceTransformerEmbedder:
         return self._encode(texts)
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
-        """A few short texts: one forward pass on one thread, which is faster for a single query than
-        `encode`'s batching machinery and does not fight other threads for the cores."""
+        """A few short texts: one forward pass, which is faster for a single query than `encode`'s batching
+        machinery (sorting, chunking into batches, progress handling)."""
         if len(texts) > 8:
             return self._encode(texts)
         import torch
 
         prepare = getattr(self._model, "preprocess", None) or self._model.tokenize
-        with self._lock:
-            threads = torch.get_num_threads()
-            torch.set_num_threads(1)
-            try:
-                with torch.inference_mode():
-                    features = prepare([normalise(t) for t in texts])
-                    vectors = self._model(features)["sentence_embedding"]
-                    vectors = torch.nn.functional.normalize(vectors, dim=-1)
-            finally:
-                torch.set_num_threads(threads)
+        with self._lock, torch.inference_mode():
+            features = prepare([normalise(t) for t in texts])
+            vectors = self._model(features)["sentence_embedding"]
+            vectors = torch.nn.functional.normalize(vectors, dim=-1)
         return np.ascontiguousarray(vectors.cpu().numpy(), dtype=np.float32)
 
 
