@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field, fields, replace
@@ -25,6 +26,18 @@ def _f(default: Any, doc: str) -> Any:
 class PathsSettings:
     corpus: Path = _f(Path("seeds"), "Folder of articles to index.")
     index: Path = _f(Path("index"), "Folder where the built index lives.")
+
+
+@dataclass(frozen=True)
+class CorpusSettings:
+    max_file_mb: float = _f(20.0, "Largest file (or JSON Lines record) read, in megabytes; larger ones are "
+                            "skipped with a warning.")
+    follow_outside_links: bool = _f(False, "Read files and folders that symbolic links in the corpus point to "
+                                    "outside the corpus folder (by default they are skipped with a warning).")
+
+    @property
+    def max_bytes(self) -> int:
+        return int(self.max_file_mb * 1_000_000)
 
 
 @dataclass(frozen=True)
@@ -83,6 +96,7 @@ class LLMSettings:
 @dataclass(frozen=True)
 class Settings:
     paths: PathsSettings = field(default_factory=PathsSettings)
+    corpus: CorpusSettings = field(default_factory=CorpusSettings)
     chunking: ChunkingSettings = field(default_factory=ChunkingSettings)
     embedding: EmbeddingSettings = field(default_factory=EmbeddingSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
@@ -118,6 +132,38 @@ _CHOICES = {
     ("retrieval", "fusion"): ("score", "rrf"),
     ("answer", "mode"): ("extractive", "llm"),
 }
+# (lowest, highest) accepted for numeric settings; None is unbounded. Floats must also be finite.
+_RANGES: dict[tuple[str, str], tuple[float | None, float | None]] = {
+    ("corpus", "max_file_mb"): (0.001, None),
+    ("chunking", "chunk_tokens"): (8, None),
+    ("chunking", "overlap_tokens"): (0, None),
+    ("chunking", "min_title_words"): (1, None),
+    ("embedding", "batch_size"): (1, 65536),
+    ("store", "nlist"): (0, 1 << 20),
+    ("store", "nprobe"): (1, 1 << 20),
+    ("store", "hnsw_m"): (2, 512),
+    ("store", "ef_search"): (1, 1 << 20),
+    ("retrieval", "k"): (1, None),
+    ("retrieval", "candidates"): (1, 100_000),
+    ("retrieval", "dense_weight"): (0.0, 1.0),
+    ("retrieval", "rrf_k"): (0, None),
+    ("retrieval", "max_k"): (1, 100_000),
+    ("answer", "max_sentences"): (1, 50),
+    ("answer", "abstain_threshold"): (-1.0, 1.0),
+    ("answer", "max_question_chars"): (1, 1_000_000),
+    ("llm", "timeout"): (0.001, 86_400.0),
+    ("llm", "temperature"): (0.0, 2.0),
+}
+_TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower() if isinstance(value, (str, int)) else ""
+    if text in _TRUE | _FALSE:
+        return text in _TRUE
+    raise ValueError(value)
 
 
 def _coerce(section: str, name: str, kind: Any, value: Any, origin: str) -> Any:
@@ -125,19 +171,34 @@ def _coerce(section: str, name: str, kind: Any, value: Any, origin: str) -> Any:
     try:
         if kind in (Path, "Path"):
             result: Any = Path(value)
+        elif kind in (bool, "bool"):
+            result = _bool(value)
         elif kind in (int, "int"):
-            if isinstance(value, bool):
+            if isinstance(value, bool) or isinstance(value, float) and not value.is_integer():
                 raise ValueError
             result = int(value)
         elif kind in (float, "float"):
+            if isinstance(value, bool):
+                raise ValueError
             result = float(value)
+            if not math.isfinite(result):
+                raise ValueError
+        elif isinstance(value, (dict, list)):
+            raise ValueError
         else:
             result = str(value)
-    except (TypeError, ValueError):
-        raise SettingsError(f"Setting {where} must be {getattr(kind, '__name__', kind)}, got {value!r}.") from None
+    except (TypeError, ValueError, OverflowError):
+        what = "true or false" if kind in (bool, "bool") else \
+            "a finite number" if kind in (float, "float") else getattr(kind, "__name__", kind)
+        raise SettingsError(f"Setting {where} must be {what}, got {value!r}.") from None
     choices = _CHOICES.get((section, name))
     if choices and result not in choices:
         raise SettingsError(f"Setting {where} must be one of {', '.join(choices)}; got {result!r}.")
+    low, high = _RANGES.get((section, name), (None, None))
+    if low is not None and result < low or high is not None and result > high:
+        bounds = f"between {low:g} and {high:g}" if low is not None and high is not None else \
+            f"at least {low:g}" if low is not None else f"at most {high:g}"
+        raise SettingsError(f"Setting {where} must be {bounds}; got {value!r}.")
     return result
 
 
@@ -194,8 +255,12 @@ def load_settings(
     if path.exists():
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise SettingsError(f"Settings file {path} is not valid TOML: {exc}. Fix or remove it.") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as exc:
+            why = "nested too deeply" if isinstance(exc, RecursionError) else exc
+            raise SettingsError(f"Settings file {path} is not valid TOML: {why}. Fix or remove it.") from None
+        except OSError as exc:
+            raise SettingsError(f"Settings file {path} cannot be read: {exc.strerror or exc}. "
+                                "Make it a readable file or remove it.") from None
         settings = _apply(settings, data, str(path))
         base = path.resolve().parent  # relative folders in the file are relative to the file
         for key in ("corpus", "index"):

@@ -202,7 +202,7 @@ def test_settings_layers_defaults_toml_env_then_arguments(tmp_path: Path, monkey
     ("[chunking]\nsize = 100\n", {}, "Unknown setting chunking.size in rag.toml; known: chunk_tokens, "
                                      "overlap_tokens, min_title_words."),
     ("[chunker]\nchunk_tokens = 100\n", {}, "Unknown settings section 'chunker' in rag.toml; known: paths, "
-                                            "chunking, embedding, store, retrieval, answer, llm."),
+                                            "corpus, chunking, embedding, store, retrieval, answer, llm."),
     ("chunking = 100\n", {}, "Settings section 'chunking' in rag.toml must be a table of values."),
     ("[chunking\n", {}, "Settings file rag.toml is not valid TOML"),
     ("[chunking]\nchunk_tokens = \"many\"\n", {}, "Setting chunking.chunk_tokens (from rag.toml) must be int, "
