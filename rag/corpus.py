@@ -1,38 +1,36 @@
 """Reading a corpus folder into articles (`Document`s) with exact offsets into each source text.
 
 A source text is what every offset indexes: a text or Markdown file's decoded contents, a JSON Lines
-record's `text`, or the main text that trafilatura extracts from an HTML page."""
+record's `text`, or the main text that trafilatura extracts from an HTML page. A file that cannot be used is
+skipped with a warning naming it and the fix; the rest of the corpus is still read."""
 
 from __future__ import annotations
 
+import datetime
+import hashlib
 import json
 import re
 import tomllib
-import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, BinaryIO, Callable, Iterable, Iterator
 
-from .errors import CorpusEmpty, CorpusMissing
-from .files import sha256_file
+from .dates import normalise_date
+from .errors import CorpusEmpty
 from .records import METADATA_KEYS, Document
+from .segment import merge_spans, paragraphs, segment_text, slugify
+from .settings import CorpusSettings
+from .sources import (HTML_SUFFIXES, JSONL_SUFFIXES, SIDECAR, SIDECAR_MAX_BYTES, SUPPORTED, TEXT_SUFFIXES,
+                      SourceFile, Walk, is_sidecar, open_source, read_bounded)
 
-TEXT_SUFFIXES = {".txt", ".text", ".md", ".markdown"}
-JSONL_SUFFIXES = {".jsonl", ".ndjson"}
-HTML_SUFFIXES = {".html", ".htm"}
-SUPPORTED = TEXT_SUFFIXES | JSONL_SUFFIXES | HTML_SUFFIXES
-SIDECAR = ".meta.toml"
+__all__ = ["Article", "extract_html", "iter_articles", "load_documents", "paragraphs", "segment_text", "slugify",
+           "source_text"]
+
 SIDECAR_KEYS = ("publisher", "url", "date", "author", "language")
 
 Warn = Callable[[str], None]
 
-_PARAGRAPH = re.compile(r"\S(?:.*?\S)?(?=[^\S\n]*\n[^\S\n]*\n|\s*\Z)", re.S)
-_HEADER = re.compile(r"^(?:(?P<kind>[A-Za-z][\w ]{0,30}?)\s+)?Archives?\s*[:\-–—]\s*(?P<name>\S.{0,80})$")
-_READ_MORE = re.compile(r"^(?:read|see)\s+(?:more|also)\s*[.…]*$", re.I)
-_READ_MORE_LINE = re.compile(r"^(?:read|see)\s+(?:more|also)\s*:", re.I)
-_END_PUNCT = re.compile(r"[.!?:;,\"”’)\]…]$")
-_MD_H1 = re.compile(r"^#(?!#)\s*(\S.*?)\s*#*\s*$")
-_SLUG = re.compile(r"[^a-z0-9]+")
+_SURROGATE = re.compile("[\ud800-\udfff]")  # a lone surrogate from a JSON escape: not a character
 
 
 @dataclass(frozen=True)
@@ -50,191 +48,330 @@ def _warn_default(message: str) -> None:
     warnings.warn(message, stacklevel=3)
 
 
-def slugify(text: str, limit: int = 60) -> str:
-    """ASCII slug for readable ids."""
-    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower()
-    slug = _SLUG.sub("-", ascii_text).strip("-")
-    return slug[:limit].rstrip("-") or "article"
+def _valid_text(text: str) -> tuple[str, int]:
+    """`text` with each lone surrogate replaced by U+FFFD (same length, so offsets hold), and how many."""
+    fixed, count = _SURROGATE.subn("\ufffd", text)
+    return fixed, count
 
 
-def corpus_files(corpus: Path) -> list[Path]:
-    """Every file under `corpus` that is not hidden and not a sidecar, sorted."""
-    if not corpus.exists():
-        raise CorpusMissing(
-            f"Corpus folder {corpus} does not exist. Create it and put articles in it, or pass --corpus DIR."
-        )
-    if not corpus.is_dir():
-        raise CorpusMissing(f"Corpus path {corpus} is not a folder. Pass a folder with --corpus DIR.")
-    files = []
-    for path in sorted(corpus.rglob("*")):
-        rel = path.relative_to(corpus)
-        if any(part.startswith(".") for part in rel.parts) or not path.is_file():
-            continue
-        if path.name.endswith(SIDECAR):
-            continue
-        files.append(path)
-    return files
+def _human(size: int) -> str:
+    return f"{size / 1e6:,.1f} MB" if size >= 1e6 else f"{size / 1e3:,.0f} kB" if size >= 1e3 else f"{size} bytes"
 
 
-def _sidecar(path: Path, warn: Warn) -> dict[str, str]:
-    for candidate in (path.with_name(path.name + SIDECAR), path.with_suffix(SIDECAR)):
-        if candidate.exists():
+def _kind_of(value: object) -> str:
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "a list"
+    return f"a value of type {type(value).__name__}"
+
+
+def metadata_value(key: str, value: object) -> str | None:
+    """A metadata value as text (a list of authors joined with "; "); ValueError with the reason when it is
+    of a kind that cannot be one, or an impossible date."""
+    if value is None:
+        return None
+    if key == "author" and isinstance(value, list) and all(isinstance(v, str) for v in value):
+        text = "; ".join(" ".join(v.split()) for v in value if v.strip())
+    elif isinstance(value, str):
+        text = value.strip()
+    elif isinstance(value, (datetime.date, datetime.datetime)) and key == "date":
+        text = value.isoformat()
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        text = str(value)
+    else:
+        allowed = "text or a list of text" if key == "author" else "a date" if key == "date" else "text"
+        raise ValueError(f"must be {allowed}, not {_kind_of(value)}")
+    text = _valid_text(text)[0]
+    if key == "date" and text and normalise_date(text) is None:
+        raise ValueError(f"{text!r} is not a date; use YYYY-MM-DD")
+    return text or None
+
+
+class _Reader:
+    """One pass over corpus files: the warnings, the ids taken so far (by file and line), and the
+    fingerprints of what was read."""
+
+    def __init__(self, corpus: Path, warn: Warn, min_title_words: int, options: CorpusSettings,
+                 exclude: Iterable[Path], sources: dict[str, SourceFile] | None) -> None:
+        self.walk = Walk(corpus, options.follow_outside_links, exclude)
+        self.warn = warn
+        self.min_title_words = min_title_words
+        self.max_bytes = options.max_bytes
+        self.max_mb = options.max_file_mb
+        self.owners: dict[str, str] = {}  # doc_id -> where it was read ("file" or "file:line")
+        self.sources = sources if sources is not None else {}
+
+    # --- ids -------------------------------------------------------------------------------------------------
+
+    def claim(self, doc_id: str, where: str, derived: bool) -> str | None:
+        """`doc_id` for the article read at `where`, or, when another file already uses it, a numbered variant
+        (ids made from titles and line numbers) or None (ids given in the data: the record is refused)."""
+        owner = self.owners.get(doc_id)
+        if owner is None:
+            self.owners[doc_id] = where
+            return doc_id
+        if not derived:
+            self.warn(f"{where}: duplicate id {doc_id!r} (already used by {owner}), line skipped. "
+                      "Give every record its own id.")
+            return None
+        n = 2
+        while f"{doc_id}-{n}" in self.owners:
+            n += 1
+        new = f"{doc_id}-{n}"
+        self.owners[new] = where
+        self.warn(f"{where}: article id {doc_id!r} is already used by {owner}; this article is indexed as "
+                  f"{new!r}. Rename one of the two so that each keeps an id of its own.")
+        return new
+
+    # --- files -----------------------------------------------------------------------------------------------
+
+    def _too_large(self, where: str, size: int, what: str = "file") -> None:
+        fix = "Split it into smaller files" if what == "file" else "Shorten the record"
+        self.warn(f"{where}: {what} of {_human(size)} is over the {self.max_mb:g} MB limit "
+                  f"(corpus.max_file_mb), skipped. {fix} or raise corpus.max_file_mb.")
+
+    def _read(self, path: Path, rel: str, limit: int) -> bytes | None:
+        try:
+            data, info = read_bounded(path, limit)
+        except OSError as exc:
+            self.warn(f"{rel}: cannot be read ({exc.strerror or exc}), skipped. Fix its permissions.")
+            return None
+        self.sources[rel] = info
+        if data is None:
+            self._too_large(rel, info.bytes)
+        return data
+
+    def _decode(self, data: bytes, rel: str) -> str | None:
+        if not data.strip():
+            self.warn(f"{rel}: empty file, skipped. Add text to it or remove it.")
+            return None
+        if b"\x00" in data[:8192]:
+            self.warn(f"{rel}: binary file, skipped. Only text, Markdown, JSON Lines and HTML files are indexed.")
+            return None
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            self.warn(f"{rel}: not UTF-8 (byte {exc.start}), skipped. Re-save it as UTF-8, "
+                      f"e.g. iconv -f latin1 -t utf-8 {rel} > fixed.txt.")
+            return None
+
+    def metadata(self, values: dict[str, Any], keys: Iterable[str], where: str) -> dict[str, str]:
+        meta = {}
+        for key in keys:
             try:
-                data = tomllib.loads(candidate.read_text(encoding="utf-8"))
-            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-                warn(f"{candidate}: metadata sidecar is not valid TOML ({exc}); its metadata is ignored. Fix it.")
+                value = metadata_value(key, values.get(key))
+            except ValueError as exc:
+                self.warn(f"{where}: metadata {key!r} {exc}; it is ignored. Fix the value.")
+                continue
+            if value:
+                meta[key] = value
+        return meta
+
+    def sidecar(self, path: Path) -> dict[str, str]:
+        for candidate in (path.with_name(path.name + SIDECAR), path.with_suffix(SIDECAR)):
+            if not (candidate.exists() or candidate.is_symlink()):
+                continue
+            rel = self.walk.rel(candidate)
+            problem = self.walk.refusal(candidate)
+            if problem:
+                self.warn(f"{rel}: metadata sidecar ignored: {problem[0]}. {problem[1]}")
                 return {}
-            meta = {}
-            for key, value in data.items():
-                if key not in SIDECAR_KEYS:
-                    warn(f"{candidate}: unknown metadata key {key!r} ignored; known: {', '.join(SIDECAR_KEYS)}.")
-                elif str(value).strip():
-                    meta[key] = str(value).strip()
-            return meta
-    return {}
+            data = self._read_sidecar(candidate, rel)
+            if data is None:
+                return {}
+            unknown = [key for key in data if key not in SIDECAR_KEYS]
+            for key in unknown:
+                self.warn(f"{rel}: unknown metadata key {key!r} ignored; known: {', '.join(SIDECAR_KEYS)}.")
+            return self.metadata(data, [k for k in data if k in SIDECAR_KEYS], rel)
+        return {}
 
+    def _read_sidecar(self, candidate: Path, rel: str) -> dict[str, Any] | None:
+        try:
+            raw, info = read_bounded(candidate, SIDECAR_MAX_BYTES)
+        except OSError as exc:
+            self.warn(f"{rel}: metadata sidecar cannot be read ({exc.strerror or exc}); its metadata is ignored. "
+                      "Fix its permissions.")
+            return None
+        self.sources[rel] = info
+        if raw is None:
+            self.warn(f"{rel}: metadata sidecar over {SIDECAR_MAX_BYTES // 1_000_000} MB; its metadata is ignored. "
+                      "A sidecar holds a few lines of metadata.")
+            return None
+        try:
+            return tomllib.loads(raw.decode("utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as exc:
+            why = "nested too deeply" if isinstance(exc, RecursionError) else exc
+            self.warn(f"{rel}: metadata sidecar is not valid TOML ({why}); its metadata is ignored. Fix it.")
+            return None
 
-def _decode(path: Path, rel: str, warn: Warn) -> str | None:
-    data = path.read_bytes()
-    if not data.strip():
-        warn(f"{rel}: empty file, skipped. Add text to it or remove it.")
-        return None
-    if b"\x00" in data[:8192]:
-        warn(f"{rel}: binary file, skipped. Only text, Markdown, JSON Lines and HTML files are indexed.")
-        return None
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        warn(
-            f"{rel}: not UTF-8 (byte {exc.start}), skipped. Re-save it as UTF-8, "
-            f"e.g. iconv -f latin1 -t utf-8 {rel} > fixed.txt."
-        )
-        return None
+    # --- articles --------------------------------------------------------------------------------------------
 
+    def articles(self, files: list[Path]) -> Iterator[Article]:
+        owned = {f.name for f in files} | {f.with_suffix("").name for f in files}
+        for path in files:
+            rel = self.walk.rel(path)
+            if is_sidecar(rel):
+                if path.name[: -len(SIDECAR)] not in owned:
+                    self.warn(f"{rel}: metadata sidecar of no file (no {path.name[: -len(SIDECAR)]}.* beside it), "
+                              "ignored. Name it after its file, e.g. story.txt.meta.toml.")
+                continue
+            suffix = path.suffix.lower()
+            if suffix not in SUPPORTED:
+                self.warn(f"{rel}: unsupported file type {suffix or '(none)'}, skipped. Supported: "
+                          f"{', '.join(sorted(SUPPORTED))}.")
+                continue
+            problem = self.walk.refusal(path)
+            if problem:
+                self.warn(f"{rel}: {problem[0]}, skipped. {problem[1]}")
+                continue
+            if suffix in JSONL_SUFFIXES:
+                yield from self.jsonl(path, rel, self.sidecar(path))
+                continue
+            data = self._read(path, rel, self.max_bytes)
+            text = None if data is None else self._decode(data, rel)
+            if text is None:
+                continue
+            meta = self.sidecar(path)
+            produced = self.html(rel, text, meta) if suffix in HTML_SUFFIXES else self.text(rel, text, meta)
+            count = 0
+            for article in produced:
+                count += 1
+                yield article
+            if count == 0 and suffix in TEXT_SUFFIXES:
+                self.warn(f"{rel}: no article text found (only a header or related links), skipped. "
+                          "Add articles to it.")
 
-def paragraphs(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
-    """Spans of blank-line separated paragraphs, trimmed of surrounding whitespace."""
-    end = len(text) if end is None else end
-    if start == 0 and text.startswith("\ufeff"):  # a UTF-8 byte order mark is not text
-        start = 1
-    return [(m.start(), m.end()) for m in _PARAGRAPH.finditer(text[:end], start)]
+    def text(self, rel: str, text: str, meta: dict[str, str]) -> Iterator[Article]:
+        page_meta, found = segment_text(text, rel.lower().endswith((".md", ".markdown")), self.min_title_words)
+        stem = rel.rsplit(".", 1)[0]
+        seen: dict[str, int] = {}
+        for title, spans in found:
+            base = f"{stem}/{slugify(title)}"
+            seen[base] = seen.get(base, 0) + 1
+            doc_id = self.claim(base if seen[base] == 1 else f"{base}-{seen[base]}", rel, derived=True)
+            assert doc_id is not None
+            metadata = {**page_meta, **meta}
+            doc = Document(doc_id, title, rel, spans[0][0], spans[-1][1], merge_spans(spans, text), metadata)
+            yield Article(doc, text, doc.end / max(1, len(text)))
 
+    def html(self, rel: str, html: str, meta: dict[str, str]) -> Iterator[Article]:
+        try:
+            body, found = extract_html(html)
+        except ImportError as exc:  # a broken trafilatura install must not stop the other files
+            self.warn(f"{rel}: HTML pages cannot be read here ({exc}), skipped. Reinstall the dependencies "
+                      "(make setup).")
+            return
+        body = _valid_text(body)[0]
+        if not body.strip():
+            self.warn(f"{rel}: no article text found in the HTML page, skipped.")
+            return
+        title = _valid_text(found.pop("title", "") or rel)[0]
+        metadata = {**self.metadata(found, list(found), rel), **meta}
+        spans = merge_spans(paragraphs(body), body)
+        doc_id = self.claim(rel.rsplit(".", 1)[0], rel, derived=True)
+        assert doc_id is not None
+        yield Article(Document(doc_id, title, rel, 0, len(body), spans, metadata), body)
 
-def _is_title(para: str, min_words: int) -> bool:
-    return "\n" not in para and not _END_PUNCT.search(para) and len(para.split()) >= min_words
+    def jsonl(self, path: Path, rel: str, meta: dict[str, str]) -> Iterator[Article]:
+        """The records of a JSON Lines file, read a line at a time: the file may be of any size, each record
+        has the size limit. Lines end at "\\n" only: JSON strings may hold U+2028 and the like raw."""
+        try:
+            handle, info = open_source(path)
+        except OSError as exc:
+            self.warn(f"{rel}: cannot be read ({exc.strerror or exc}), skipped. Fix its permissions.")
+            return
+        digest = hashlib.sha256()
+        read = 0
+        found = False
+        with handle:
+            if b"\x00" in handle.peek(8192)[:8192]:
+                self.warn(f"{rel}: binary file, skipped. Only text, Markdown, JSON Lines and HTML files are indexed.")
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+                    read += len(block)
+                self.sources[rel] = SourceFile(read, info.mtime_ns, digest.hexdigest())
+                return
+            for lineno, (raw, size) in enumerate(_lines(handle, self.max_bytes, digest), 1):
+                read += size
+                if raw is None:
+                    found = True
+                    self._too_large(f"{rel}:{lineno}", size, "record")
+                    continue
+                if not raw.strip():
+                    continue
+                found = True
+                article = self.record(rel, lineno, raw, meta, read / max(1, info.bytes))
+                if article is not None:
+                    yield article
+        self.sources[rel] = SourceFile(read, info.mtime_ns, digest.hexdigest())
+        if not found:
+            self.warn(f"{rel}: empty file, skipped. Add text to it or remove it.")
 
-
-def _excluded(text: str, paras: list[tuple[int, int]]) -> set[int]:
-    """Indexes of paragraphs that are related-link blocks, not article text."""
-    out: set[int] = set()
-    for i, (s, e) in enumerate(paras):
-        para = text[s:e]
-        if _READ_MORE.match(para):
-            out.add(i)
-            if i + 1 < len(paras):
-                ns, ne = paras[i + 1]
-                follow = text[ns:ne]
-                # caption + headline, or a lone headline without end punctuation
-                if "\n" in follow.strip() and follow.count("\n") <= 3 or not _END_PUNCT.search(follow):
-                    out.add(i + 1)
-        elif _READ_MORE_LINE.match(para):
-            out.add(i)
-    return out
-
-
-def _merge(spans: list[tuple[int, int]], text: str) -> tuple[tuple[int, int], ...]:
-    """Join neighbouring paragraph spans into maximal runs with nothing excluded between them."""
-    merged: list[tuple[int, int]] = []
-    for s, e in spans:
-        if merged and not text[merged[-1][1]:s].strip():  # only whitespace between: one run
-            merged[-1] = (merged[-1][0], e)
-        else:
-            merged.append((s, e))
-    return tuple(merged)
-
-
-def segment_text(
-    text: str, markdown: bool = False, min_title_words: int = 8
-) -> tuple[dict[str, str], list[tuple[str, list[tuple[int, int]]]]]:
-    """Split an archive page into articles: (file metadata, [(title, paragraph spans)])."""
-    paras = paragraphs(text)
-    meta: dict[str, str] = {}
-    if paras:
-        first = text[paras[0][0]:paras[0][1]]
-        header = _HEADER.match(first) if "\n" not in first else None
-        if header:
-            meta["category"] = header.group("name").strip()
-            paras = paras[1:]
-    skip = _excluded(text, paras)
-    kept = [p for i, p in enumerate(paras) if i not in skip]
-    h1 = [p for p in kept if markdown and _MD_H1.match(text[p[0]:p[1]].split("\n", 1)[0])]
-    articles: list[tuple[str, list[tuple[int, int]]]] = []
-    for s, e in kept:
-        para = text[s:e]
-        if h1:
-            match = _MD_H1.match(para.split("\n", 1)[0])
-            starts = match is not None
-            title = match.group(1) if match else ""
-        else:
-            starts = _is_title(para, min_title_words) and not para.lstrip().startswith("#")
-            title = para
-        if starts or not articles:
-            if not starts:  # leading text with no headline: title from the first line
-                first_line = para.split("\n", 1)[0].lstrip("# ").strip()
-                title = first_line if len(first_line) <= 160 else first_line[:157].rsplit(" ", 1)[0] + "…"
-            articles.append((title.strip(), [(s, e)]))
-        else:
-            articles[-1][1].append((s, e))
-    return meta, articles
-
-
-def _text_articles(rel: str, text: str, meta: dict[str, str], min_title_words: int) -> Iterator[Article]:
-    page_meta, found = segment_text(text, rel.lower().endswith((".md", ".markdown")), min_title_words)
-    stem = rel.rsplit(".", 1)[0]
-    seen: dict[str, int] = {}
-    for title, spans in found:
-        base = f"{stem}/{slugify(title)}"
-        seen[base] = seen.get(base, 0) + 1
-        doc_id = base if seen[base] == 1 else f"{base}-{seen[base]}"
-        metadata = {**page_meta, **meta}
-        doc = Document(doc_id, title, rel, spans[0][0], spans[-1][1], _merge(spans, text), metadata)
-        yield Article(doc, text, doc.end / max(1, len(text)))
-
-
-def _jsonl_articles(rel: str, text: str, meta: dict[str, str], warn: Warn, ids: set[str]) -> Iterator[Article]:
-    # split on "\n" only: str.splitlines() also breaks at U+2028, U+0085 and others, which JSON strings may hold raw
-    read = 0
-    for lineno, line in enumerate(text.split("\n"), 1):
-        read += len(line) + 1
-        if not line.strip():
-            continue
+    def record(self, rel: str, lineno: int, raw: bytes, meta: dict[str, str], position: float) -> Article | None:
+        where = f"{rel}:{lineno}"
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            self.warn(f"{where}: not UTF-8 (byte {exc.start} of the line), line skipped. Re-save the file as UTF-8.")
+            return None
         try:
             record = json.loads(line.lstrip("\ufeff") if lineno == 1 else line)
         except json.JSONDecodeError as exc:
-            warn(f"{rel}:{lineno}: not valid JSON ({exc.msg}), line skipped. Fix the line.")
-            continue
+            self.warn(f"{where}: not valid JSON ({exc.msg}), line skipped. Fix the line.")
+            return None
+        except RecursionError:
+            self.warn(f"{where}: not valid JSON (nested too deeply), line skipped. Fix the line.")
+            return None
         if not isinstance(record, dict):
-            warn(f"{rel}:{lineno}: not a JSON object, line skipped. Each line must be an object with 'text'.")
-            continue
+            self.warn(f"{where}: not a JSON object, line skipped. Each line must be an object with 'text'.")
+            return None
         body = record.get("text")
         if not isinstance(body, str) or not body.strip():
-            warn(f"{rel}:{lineno}: no 'text' field with text, line skipped. Add a non-empty 'text'.")
-            continue
+            self.warn(f"{where}: no 'text' field with text, line skipped. Add a non-empty 'text'.")
+            return None
         raw_id = record.get("id", record.get("_id"))
-        doc_id = str(raw_id) if raw_id is not None and str(raw_id).strip() else f"{rel.rsplit('.', 1)[0]}/line-{lineno}"
-        if doc_id in ids:
-            warn(f"{rel}:{lineno}: duplicate id {doc_id!r}, line skipped. Give every record its own id.")
-            continue
-        ids.add(doc_id)
-        metadata = dict(meta)
-        for key in METADATA_KEYS:
-            value = record.get(key)
-            if value is not None and str(value).strip():
-                metadata[key] = str(value).strip()
+        if raw_id is not None and (isinstance(raw_id, bool) or not isinstance(raw_id, (str, int))):
+            self.warn(f"{where}: 'id' must be text or a whole number, not {_kind_of(raw_id)}; the line number is "
+                      "used instead. Fix the id.")
+            raw_id = None
+        title = record.get("title")
+        if title is not None and not isinstance(title, str):
+            self.warn(f"{where}: 'title' must be text, not {_kind_of(title)}; it is ignored. Fix the title.")
+            title = None
+        body, bad = _valid_text(body)
+        given = raw_id is not None and str(raw_id).strip() != ""
+        doc_id, bad_id = _valid_text(str(raw_id)) if given else (f"{rel.rsplit('.', 1)[0]}/line-{lineno}", 0)
+        title, bad_title = _valid_text(title or "")
+        if bad + bad_id + bad_title:
+            self.warn(f"{where}: {bad + bad_id + bad_title} lone surrogate escape(s) (such as \\ud800, which are "
+                      "not characters) replaced with U+FFFD. Fix the escapes in the line.")
+        claimed = self.claim(doc_id, where, derived=not given)
+        if claimed is None:
+            return None
+        metadata = {**meta, **self.metadata(record, METADATA_KEYS, where)}
         lead = len(body) - len(body.lstrip())
         span = (lead, len(body.rstrip()))
-        title = str(record.get("title") or "").strip() or doc_id
-        yield Article(Document(doc_id, title, rel, 0, len(body), (span,), metadata), body, read / max(1, len(text)))
+        document = Document(claimed, title.strip() or claimed, rel, 0, len(body), (span,), metadata)
+        return Article(document, body, position)
+
+
+def _lines(handle: BinaryIO, limit: int, digest: Any) -> Iterator[tuple[bytes | None, int]]:
+    """(line without its "\\n", bytes read) for each line; None for a line over `limit` bytes, which is
+    read past without being kept. Every byte read goes into `digest`."""
+    while raw := handle.readline(limit + 1):
+        digest.update(raw)
+        size = len(raw)
+        if size <= limit or raw.endswith(b"\n"):
+            yield raw.removesuffix(b"\n"), size
+            continue
+        while raw and not raw.endswith(b"\n"):
+            raw = handle.readline(1 << 20)
+            digest.update(raw)
+            size += len(raw)
+        yield None, size
 
 
 def extract_html(html: str) -> tuple[str, dict[str, str]]:
@@ -254,61 +391,32 @@ def extract_html(html: str) -> tuple[str, dict[str, str]]:
     return get("text") or "", meta
 
 
-def _html_articles(rel: str, html: str, meta: dict[str, str], warn: Warn) -> Iterator[Article]:
-    try:
-        body, found = extract_html(html)
-    except ImportError as exc:  # a broken trafilatura install must not stop the other files
-        warn(f"{rel}: HTML pages cannot be read here ({exc}), skipped. Reinstall the dependencies (make setup).")
-        return
-    if not body.strip():
-        warn(f"{rel}: no article text found in the HTML page, skipped.")
-        return
-    title = found.pop("title", "") or rel
-    metadata = {**found, **meta}
-    spans = _merge(paragraphs(body), body)
-    doc_id = rel.rsplit(".", 1)[0]
-    yield Article(Document(doc_id, title, rel, 0, len(body), spans, metadata), body)
+def _options(options: CorpusSettings | None) -> CorpusSettings:
+    return options if options is not None else CorpusSettings()
+
+
+def corpus_files(corpus: Path, warn: Warn | None = None, *, options: CorpusSettings | None = None,
+                 exclude: Iterable[Path] = ()) -> list[Path]:
+    """Every file under `corpus` that may be read (sidecars included), sorted: hidden files, the folders in
+    `exclude` (the index) and, unless allowed, whatever links point to outside the folder are left out."""
+    return Walk(corpus, _options(options).follow_outside_links, exclude).files(warn)
 
 
 def iter_articles(corpus: Path, warn: Warn | None = None, min_title_words: int = 8,
-                  files: list[Path] | None = None) -> Iterator[Article]:
-    """Stream the articles of every supported file under `corpus` (or of `files` only); a bad file is skipped
-    with a warning."""
+                  files: list[Path] | None = None, *, options: CorpusSettings | None = None,
+                  exclude: Iterable[Path] = (), sources: dict[str, SourceFile] | None = None) -> Iterator[Article]:
+    """Stream the articles of every supported file under `corpus` (or of `files` only); a bad file or record is
+    skipped with a warning. `sources` (when given) receives the fingerprint of every file read, taken from
+    exactly the bytes that were read."""
     warn = warn or _warn_default
-    ids: set[str] = set()
-    for path in corpus_files(corpus) if files is None else files:
-        rel = path.relative_to(corpus).as_posix()
-        suffix = path.suffix.lower()
-        if suffix not in SUPPORTED:
-            warn(f"{rel}: unsupported file type {suffix or '(none)'}, skipped. Supported: "
-                 f"{', '.join(sorted(SUPPORTED))}.")
-            continue
-        text = _decode(path, rel, warn)
-        if text is None:
-            continue
-        meta = _sidecar(path, warn)
-        if suffix in JSONL_SUFFIXES:
-            produced = _jsonl_articles(rel, text, meta, warn, ids)
-        elif suffix in HTML_SUFFIXES:
-            produced = _html_articles(rel, text, meta, warn)
-        else:
-            produced = _text_articles(rel, text, meta, min_title_words)
-        count = 0
-        for article in produced:
-            count += 1
-            if suffix not in JSONL_SUFFIXES:
-                if article.document.doc_id in ids:
-                    warn(f"{rel}: duplicate article id {article.document.doc_id!r} skipped.")
-                    continue
-                ids.add(article.document.doc_id)
-            yield article
-        if count == 0 and suffix in TEXT_SUFFIXES:
-            warn(f"{rel}: no article text found (only a header or related links), skipped. Add articles to it.")
+    reader = _Reader(corpus, warn, min_title_words, _options(options), exclude, sources)
+    yield from reader.articles(reader.walk.files(warn) if files is None else files)
 
 
-def load_documents(corpus: Path, warn: Warn | None = None, min_title_words: int = 8) -> list[Document]:
+def load_documents(corpus: Path, warn: Warn | None = None, min_title_words: int = 8, *,
+                   options: CorpusSettings | None = None, exclude: Iterable[Path] = ()) -> list[Document]:
     """All articles of a corpus; raises CorpusEmpty when there are none."""
-    docs = [a.document for a in iter_articles(corpus, warn, min_title_words)]
+    docs = [a.document for a in iter_articles(corpus, warn, min_title_words, options=options, exclude=exclude)]
     if not docs:
         raise CorpusEmpty(
             f"Corpus folder {corpus} holds no articles. Add .txt, .md, .jsonl or .html files to it."
@@ -316,42 +424,17 @@ def load_documents(corpus: Path, warn: Warn | None = None, min_title_words: int 
     return docs
 
 
-def source_text(corpus: Path, source: str, doc_id: str, min_title_words: int = 8) -> str:
+def source_text(corpus: Path, source: str, doc_id: str, min_title_words: int = 8, *,
+                options: CorpusSettings | None = None, exclude: Iterable[Path] = ()) -> str:
     """The text that the offsets of `doc_id` (from file `source`, relative to `corpus`) index."""
     path = corpus / source
+    quiet: Warn = lambda _m: None  # noqa: E731
     if path.is_file():
-        for article in iter_articles(corpus, lambda _m: None, min_title_words, files=[path]):
+        for article in iter_articles(corpus, quiet, min_title_words, files=[path], options=options):
             if article.document.doc_id == doc_id:
                 return article.source_text
+        # an id numbered because another file took it first: read the corpus as a build does
+        for article in iter_articles(corpus, quiet, min_title_words, options=options, exclude=exclude):
+            if article.document.doc_id == doc_id and article.document.source == source:
+                return article.source_text
     raise KeyError(f"{doc_id!r} not found in {source}")
-
-
-def fingerprint(corpus: Path) -> dict[str, dict[str, int | str]]:
-    """Size, modification time and sha256 of every file of the corpus, by relative path."""
-    out: dict[str, dict[str, int | str]] = {}
-    for path in corpus_files(corpus):
-        stat = path.stat()
-        out[path.relative_to(corpus).as_posix()] = {
-            "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": sha256_file(path),
-        }
-    return out
-
-
-def changed_files(corpus: Path, recorded: dict[str, dict[str, int | str]]) -> list[str]:
-    """Files added, removed or changed since `recorded` (a `fingerprint`); contents are hashed only when the
-    size or modification time differ."""
-    if not corpus.is_dir():
-        return sorted(recorded)
-    changed = []
-    present = set()
-    for path in corpus_files(corpus):
-        rel = path.relative_to(corpus).as_posix()
-        present.add(rel)
-        old = recorded.get(rel)
-        stat = path.stat()
-        if old is None or old["bytes"] != stat.st_size:
-            changed.append(rel)
-        elif old["mtime_ns"] != stat.st_mtime_ns and old["sha256"] != sha256_file(path):
-            changed.append(rel)
-    changed += [rel for rel in recorded if rel not in present]
-    return sorted(changed)

@@ -63,7 +63,8 @@ def _load_jsonl(path: Path) -> list[dict[str, Any]]:
 
 def _source_texts(settings: Settings) -> dict[tuple[str, str], str]:
     return {(a.document.source, a.document.doc_id): a.source_text
-            for a in iter_articles(settings.paths.corpus, warn=lambda _m: None)}
+            for a in iter_articles(settings.paths.corpus, warn=lambda _m: None, options=settings.corpus,
+                                   exclude=[settings.paths.index])}
 
 
 def _calibrate(answerable: list[float], unanswerable: list[float]) -> float | None:
@@ -169,7 +170,8 @@ def _beir_settings(folder: Path, settings: Settings) -> Settings:
             link.symlink_to(corpus_file.resolve())
         except OSError:
             shutil.copy(corpus_file, link)
-    return settings.with_paths(corpus, work / "index")
+    # the link to the BEIR file is ours, so reading what it points to is no surprise
+    return settings.with_paths(corpus, work / "index").update("corpus", follow_outside_links=True)
 
 
 def _qrels(path: Path) -> dict[str, dict[str, int]]:

@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .corpus import changed_files
 from .embedding import model_identity
 from .errors import RagError
 from .index import Generation, check_files, live_generation, open_live, read_manifest
 from .records import Document
 from .settings import Settings
+from .sources import Walk, changed_files
 
 
 @dataclass(frozen=True)
@@ -49,15 +49,26 @@ def index_status(settings: Settings, deep: bool = False) -> IndexStatus:
     except RagError as exc:
         return IndexStatus(str(root), False, problem=str(exc), problem_kind=type(exc).__name__)
     counts = manifest["counts"]
+    store = manifest.get("store")
     base = dict(path=str(root), documents=counts["documents"], chunks=counts["chunks"], model=manifest["model"],
-                built_at=manifest.get("built_at"), store=manifest.get("store", {}).get("type"),
-                corpus_changed=changed_files(settings.paths.corpus, manifest.get("sources", {})),
+                built_at=str(manifest.get("built_at") or "") or None,
+                store=str(store.get("type")) if isinstance(store, dict) else None,
+                corpus_changed=corpus_changes(settings, manifest.get("sources", {})),
                 settings_changed=manifest.get("settings_hash") != settings.index_hash(model_id))
     if manifest["model"] != model_id:
         problem = (f"Index in {root} was built with model {manifest['model']!r} but the settings use {model_id!r}. "
                    f"Rebuild it with: rag index build --index {root}")
         return IndexStatus(ready=False, problem=problem, problem_kind="IndexMismatch", **base)
     return IndexStatus(ready=True, **base)
+
+
+def corpus_changes(settings: Settings, recorded: dict[str, Any]) -> list[str]:
+    """Corpus files added, removed or edited since they were read for the index."""
+    walk = Walk(settings.paths.corpus, settings.corpus.follow_outside_links, [settings.paths.index])
+    try:
+        return changed_files(walk, recorded, settings.corpus.max_bytes)
+    except (OSError, RagError):  # the corpus went away or became unreadable while we looked
+        return sorted(recorded)
 
 
 def index_info(settings: Settings) -> dict[str, Any]:

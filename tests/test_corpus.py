@@ -330,7 +330,7 @@ def test_jsonl_ids_are_verbatim_and_global(tmp_path: Path) -> None:
     assert warnings == [
         "a.jsonl:3: not a JSON object, line skipped. Each line must be an object with 'text'.",
         "a.jsonl:4: no 'text' field with text, line skipped. Add a non-empty 'text'.",
-        "b.ndjson:1: duplicate id '7', line skipped. Give every record its own id.",
+        "b.ndjson:1: duplicate id '7' (already used by a.jsonl:1), line skipped. Give every record its own id.",
     ]
 
 
