@@ -12,8 +12,9 @@ from typing import Sequence
 from .build import BuildReport, build_index
 from .corpus import Article, iter_articles, load_documents, source_text
 from .engine import Engine, get_engine
-from .errors import (BadQuestion, CorpusEmpty, CorpusMissing, ExportError, IndexCorrupt, IndexLocked,
-                     IndexMismatch, IndexMissing, LLMUnavailable, RagError, SettingsError)
+from .errors import (BadQuestion, CorpusEmpty, CorpusMissing, ExportError, IndexCorrupt, IndexFolderRefused,
+                     IndexLocked, IndexMismatch, IndexMissing, IndexWriteFailed, LLMUnavailable, RagError,
+                     SettingsError)
 from .export import FORMATS as EXPORT_FORMATS
 from .export import export_answers, format_for_path, write_export
 from .records import Answer, Chunk, Citation, Document, Hit
@@ -41,8 +42,8 @@ def ask(question: str, k: int | None = None, *, doc_ids: Sequence[str] | None = 
 
 __all__ = [
     "Answer", "Article", "BadQuestion", "BuildReport", "Chunk", "Citation", "CorpusEmpty", "CorpusMissing",
-    "Document", "EXPORT_FORMATS", "Engine", "ExportError", "Hit", "IndexCorrupt", "IndexLocked", "IndexMismatch", "IndexMissing",
-    "IndexStatus", "LLMUnavailable", "RagError", "Settings", "SettingsError", "ask", "build_index",
+    "Document", "EXPORT_FORMATS", "Engine", "ExportError", "Hit", "IndexCorrupt", "IndexFolderRefused", "IndexLocked", "IndexMismatch", "IndexMissing",
+    "IndexStatus", "IndexWriteFailed", "LLMUnavailable", "RagError", "Settings", "SettingsError", "ask", "build_index",
     "describe_settings", "export_answers", "format_for_path", "get_engine", "index_info", "index_status", "indexed_documents", "iter_articles",
     "load_documents", "load_settings", "search", "source_text", "verify_index", "write_export", "__version__",
 ]

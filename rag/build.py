@@ -7,6 +7,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import sqlite3
 import time
@@ -20,16 +21,18 @@ import numpy as np
 
 from . import __version__
 from .chunking import Chunker
-from .corpus import Article, corpus_files, fingerprint, iter_articles
+from .corpus import Article, corpus_files, iter_articles
 from .dates import normalise_date
 from .embedding import Embedder, load_embedder
-from .errors import CorpusEmpty, IndexLocked, RagError
+from .errors import CorpusEmpty, IndexCorrupt, IndexLocked, IndexWriteFailed, RagError
 from .files import atomic_write_text, fsync_path, sha256_file
-from .index import (BM25_DIR, CHUNK_VECTORS, CURRENT, DB, FAISS_FILE, FORMAT_VERSION, INDEXES, LOCK, MANIFEST,
-                    SCHEMA, SENTENCE_VECTORS, DocRow, Generation, data_files, live_generation)
+from .index import (BM25_DIR, CHUNK_VECTORS, CURRENT, DB, FAISS_FILE, FORMAT_VERSION, INDEXES, LOCK, MANIFEST, MARK,
+                    SCHEMA, SENTENCE_VECTORS, DocRow, Generation, check_index_folder, data_files, is_generation,
+                    live_generation, pointer_problem)
 from .lexical import Lexical
 from .sentences import sentence_spans
 from .settings import Settings
+from .sources import SourceFile
 from .store import VectorStore
 
 Progress = Callable[[str, int, int], None]  # stage, done, total
@@ -151,13 +154,35 @@ def _previous(root: Path, settings_hash: str, model_id: str, full: bool) -> tupl
     return previous, None
 
 
+_POINTER_TMP = re.compile(rf"\.{CURRENT}\.\d+\.tmp")  # what atomic_write_text leaves when killed
+
+
 def _clean(root: Path, keep: set[str]) -> None:
-    """Remove generations and temporary files left by earlier builds, except `keep`."""
+    """Remove the generations and temporary files that earlier builds left, except `keep`; nothing else."""
     for path in root.iterdir():
-        if path.name.startswith("gen-") and path.name not in keep:
+        if path.name not in keep and is_generation(path):
             shutil.rmtree(path, ignore_errors=True)
-        elif path.name.startswith(f".{CURRENT}."):
+        elif _POINTER_TMP.fullmatch(path.name) and path.is_file() and not path.is_symlink():
             path.unlink(missing_ok=True)
+
+
+def _discard(root: Path, gen: Path) -> None:
+    """Remove a generation that failed, unless `CURRENT` already names it (the swap happened)."""
+    try:
+        live = (root / CURRENT).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        live = ""
+    if live != gen.name:
+        shutil.rmtree(gen, ignore_errors=True)
+
+
+def _write_failed(gen: Path, exc: BaseException) -> IndexWriteFailed:
+    if isinstance(exc, OSError):
+        detail = f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+    else:
+        detail = str(exc)
+    return IndexWriteFailed(f"Could not write the new index in {gen} ({detail}). Free some disk space or fix the "
+                            "folder's permissions, then run: rag index build. The live index is unchanged.")
 
 
 def build_index(settings: Settings, full: bool = False, progress: Progress | None = None,
@@ -172,7 +197,12 @@ def build_index(settings: Settings, full: bool = False, progress: Progress | Non
         if warn:
             warn(message)
 
-    files = corpus_files(corpus)  # raises CorpusMissing before anything is touched
+    # refused before anything is touched: a missing corpus, a folder that is not ours, an unusable CURRENT
+    files = corpus_files(corpus, _warn, options=settings.corpus, exclude=[root])
+    check_index_folder(root)
+    pointer = root / CURRENT
+    if pointer.is_symlink() or pointer.exists() and not pointer.is_file():
+        raise IndexCorrupt(pointer_problem(pointer))
     with build_lock(root):
         try:
             live_name = live_generation(root).name
@@ -184,19 +214,30 @@ def build_index(settings: Settings, full: bool = False, progress: Progress | Non
         previous, full_reason = _previous(root, settings_hash, embedder.model_id, full)
         stamp = datetime.now(timezone.utc)
         gen = root / f"gen-{stamp:%Y%m%dT%H%M%S%fZ}-{settings_hash[:8]}"
-        gen.mkdir()
         try:
+            gen.mkdir()
+            (gen / MARK).write_text(f"rag-news {__version__}\n", encoding="utf-8")
             report = _write_generation(gen, settings, embedder, settings_hash, previous, files, progress, _warn)
+            atomic_write_text(root / CURRENT, gen.name + "\n")
+        except (OSError, sqlite3.Error) as exc:
+            _discard(root, gen)
+            raise _write_failed(gen, exc) from None
         except BaseException:
-            shutil.rmtree(gen, ignore_errors=True)
+            _discard(root, gen)
             raise
         finally:
             if previous is not None:
                 previous.close()
-        atomic_write_text(root / CURRENT, gen.name + "\n")
         _clean(root, {gen.name, live_name})
         return BuildReport(index=str(gen), full=previous is None, full_reason=full_reason,
                            seconds=round(time.monotonic() - began, 3), warnings=tuple(warnings), **report)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:  # gone since the walk: the reader says so
+        return 0
 
 
 def _write_generation(gen: Path, settings: Settings, embedder: Embedder, settings_hash: str,
@@ -215,10 +256,12 @@ def _write_generation(gen: Path, settings: Settings, embedder: Embedder, setting
     seen: set[str] = set()
     documents: dict[str, dict[str, Any]] = {}
     # progress in bytes of the corpus read, so one big archive moves the bar as smoothly as many small files
-    sizes = {f.relative_to(settings.paths.corpus).as_posix(): f.stat().st_size for f in files}
+    sizes = {f.relative_to(settings.paths.corpus).as_posix(): _size(f) for f in files}
     total_bytes, done_bytes, current = max(1, sum(sizes.values())), 0, None
 
-    for article in iter_articles(settings.paths.corpus, warn, settings.chunking.min_title_words):
+    sources: dict[str, SourceFile] = {}  # fingerprints of exactly the bytes read, filled while reading
+    for article in iter_articles(settings.paths.corpus, warn, settings.chunking.min_title_words, files,
+                                 options=settings.corpus, sources=sources):
         doc, text = article.document, article.source_text
         if doc.source != current:
             done_bytes += sizes.get(current, 0) if current else 0
@@ -315,14 +358,19 @@ def _write_generation(gen: Path, settings: Settings, embedder: Embedder, setting
         "corpus": str(settings.paths.corpus.resolve()),
         "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "counts": {"documents": n_docs, "chunks": n_chunks, "sentences": n_sents},
-        "sources": fingerprint(settings.paths.corpus),
+        "sources": {rel: info.to_dict() for rel, info in sorted(sources.items())},
         "documents": documents,
         "files": {p.relative_to(gen).as_posix(): {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
                   for p in data_files(gen)},
     }
     atomic_write_text(gen / MANIFEST, json.dumps(manifest, ensure_ascii=False, indent=1))
     fsync_path(gen)
-    check = Generation.open(gen)  # verify what was written before it can go live
+    try:
+        check = Generation.open(gen)  # verify what was written before it can go live
+    except RagError as exc:
+        raise IndexWriteFailed(f"The new index in {gen} did not read back as written ({exc.__class__.__name__}), so "
+                               "it was not swapped in. Check the free disk space, then run: rag index build. The "
+                               "live index is unchanged.") from None
     if n_chunks:
         scores, ids = check.store.search(check.chunk_vectors[:1], 1)
         if ids[0][0] < 0:

@@ -35,6 +35,14 @@ class IndexLocked(RagError):
     """Another build holds the index folder's lock."""
 
 
+class IndexFolderRefused(RagError):
+    """The index folder is not empty and holds no index of ours, so nothing is written to it."""
+
+
+class IndexWriteFailed(RagError):
+    """The new index could not be written (a full disk, a read-only folder); the live index is unchanged."""
+
+
 class BadQuestion(RagError):
     """A question or a search parameter cannot be used."""
 

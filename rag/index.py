@@ -18,7 +18,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from .errors import IndexCorrupt, IndexMismatch, IndexMissing
+from .errors import IndexCorrupt, IndexFolderRefused, IndexMismatch, IndexMissing
 from .files import sha256_file
 from .lexical import Lexical
 from .records import Chunk, Document
@@ -33,6 +33,7 @@ SENTENCE_VECTORS = "sentence_vectors.f32"
 FAISS_FILE = "vectors.faiss"
 BM25_DIR = "bm25"
 LOCK = "build.lock"
+MARK = ".rag-generation"  # written first into every generation a build makes: clean-up removes only those
 
 SCHEMA = """
 CREATE TABLE docs (row INTEGER PRIMARY KEY, doc_id TEXT NOT NULL UNIQUE, title TEXT NOT NULL,
@@ -59,19 +60,64 @@ def data_files(gen: Path) -> Iterator[Path]:
             yield path
 
 
+def is_generation(path: Path) -> bool:
+    """Whether `path` is a generation folder a build of ours made (its mark or our manifest is in it)."""
+    if not path.name.startswith("gen-") or path.is_symlink() or not path.is_dir():
+        return False
+    if (path / MARK).is_file():
+        return True
+    try:
+        manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return False
+    return isinstance(manifest, dict) and "format_version" in manifest and "files" in manifest
+
+
+def check_index_folder(root: Path) -> None:
+    """Refuse to build into a folder that holds anything but an index of ours (hidden files aside)."""
+    if not root.exists() and not root.is_symlink():
+        return
+    if not root.is_dir():
+        raise IndexFolderRefused(f"Index path {root} is not a folder. Pass a folder with --index DIR.")
+    try:
+        names = sorted(p.name for p in root.iterdir() if not p.name.startswith("."))
+    except OSError as exc:
+        raise IndexFolderRefused(f"Index folder {root} cannot be read ({exc.strerror or exc}). "
+                                 "Fix its permissions or pass another folder with --index DIR.") from None
+    if not names or CURRENT in names or LOCK in names or any(is_generation(root / n) for n in names):
+        return
+    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    raise IndexFolderRefused(
+        f"Index folder {root} is not empty and holds no index ({shown}); nothing was written to it. "
+        "Pass a new or empty folder with --index DIR (or set RAG_INDEX)."
+    )
+
+
 def live_generation(root: Path) -> Path:
     """The folder of the live generation; IndexMissing when none was ever completed."""
     pointer = root / CURRENT
-    if not pointer.exists():
+    if not pointer.exists() and not pointer.is_symlink():
         raise IndexMissing(f"No index yet in {root}. Build one with: rag index build --index {root}")
+    if pointer.is_symlink() or not pointer.is_file():
+        raise IndexCorrupt(pointer_problem(pointer))
     try:
         name = pointer.read_text(encoding="utf-8").strip()
     except UnicodeDecodeError:
         raise IndexCorrupt(f"{pointer} is not a generation name (not text). {REBUILD}") from None
+    except OSError as exc:
+        raise IndexCorrupt(f"{pointer} cannot be read ({exc.strerror or exc}). Fix its permissions, or "
+                           f"{REBUILD[0].lower()}{REBUILD[1:]}") from None
     gen = root / name
     if not name.startswith("gen-") or "/" in name or not gen.is_dir():
         raise IndexCorrupt(f"{pointer} names generation {name!r}, which does not exist. {REBUILD}")
     return gen
+
+
+def pointer_problem(pointer: Path) -> str:
+    """The message for a `CURRENT` that is not a plain file, which no build can replace."""
+    kind = "a link" if pointer.is_symlink() else "a folder" if pointer.is_dir() else "not a regular file"
+    return (f"{pointer} is {kind}, not the file naming the live generation. Move it out of the way "
+            f"(mv {pointer} {pointer}.old), then rebuild with: rag index build --index {pointer.parent}")
 
 
 def read_manifest(gen: Path) -> dict[str, Any]:
@@ -82,6 +128,10 @@ def read_manifest(gen: Path) -> dict[str, Any]:
         raise IndexCorrupt(f"Index manifest {path} is missing. {REBUILD}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise IndexCorrupt(f"Index manifest {path} does not parse ({exc}). {REBUILD}") from None
+    except RecursionError:
+        raise IndexCorrupt(f"Index manifest {path} does not parse (nested too deeply). {REBUILD}") from None
+    except OSError as exc:
+        raise IndexCorrupt(f"Index manifest {path} cannot be read ({exc.strerror or exc}). {REBUILD}") from None
     if not isinstance(manifest, dict) or "files" not in manifest or "counts" not in manifest:
         raise IndexCorrupt(f"Index manifest {path} lacks its files or counts. {REBUILD}")
     if manifest.get("format_version") != FORMAT_VERSION:
@@ -131,7 +181,11 @@ def check_files(gen: Path, manifest: dict[str, Any]) -> None:
         if size != info.get("bytes"):
             raise IndexCorrupt(f"Index file {path} has {size} bytes, the manifest says {info.get('bytes')} "
                                f"(truncated or overwritten). {REBUILD}")
-        if sha256_file(path) != info.get("sha256"):
+        try:
+            digest = sha256_file(path)
+        except OSError as exc:
+            raise IndexCorrupt(f"Index file {path} cannot be read ({exc.strerror or exc}). {REBUILD}") from None
+        if digest != info.get("sha256"):
             raise IndexCorrupt(f"Index file {path} does not match its checksum (corrupted). {REBUILD}")
     extra = present - set(recorded)
     if extra:

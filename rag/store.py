@@ -9,7 +9,7 @@ from typing import Callable
 import faiss
 import numpy as np
 
-from .errors import IndexCorrupt
+from .errors import IndexCorrupt, IndexWriteFailed
 
 KINDS = ("flat", "ivf", "hnsw")
 _ADD_BATCH = 65536
@@ -66,7 +66,16 @@ class VectorStore:
         return cls(index)
 
     def save(self, path: Path) -> None:
-        faiss.write_index(self._index, str(path))
+        """Write the index to `path`. Written through Python, not FAISS's own file writer, so that a failed
+        write (a full disk) raises IndexWriteFailed instead of leaving a short file and a note on stderr."""
+        try:
+            with open(path, "wb") as handle:
+                faiss.write_index(self._index, faiss.PyCallbackIOWriter(handle.write))
+        except (OSError, RuntimeError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).strip().splitlines()[-1]
+            raise IndexWriteFailed(f"Could not write the vector index {path} ({why}). Free some disk space or fix "
+                                   "the folder's permissions, then run: rag index build. The live index is "
+                                   "unchanged.") from None
 
     @classmethod
     def load(cls, path: Path, nprobe: int = 48, ef_search: int = 128) -> "VectorStore":

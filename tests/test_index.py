@@ -15,7 +15,7 @@ import pytest
 import rag
 from rag.build import build_lock
 from rag.embedding import load_embedder
-from rag.index import CURRENT, LOCK, MANIFEST, Generation, live_generation, open_live
+from rag.index import CURRENT, LOCK, MANIFEST, MARK, Generation, live_generation, open_live
 from rag.settings import EmbeddingSettings
 
 from conftest import BUNDLED, DATA, FakeEmbedder, make_settings
@@ -247,6 +247,7 @@ def test_leftovers_of_a_killed_build_are_cleaned_by_the_next_build(settings: rag
     first, _ = build(settings)
     partial = root / "gen-20000101T000000000000Z-deadbeef"
     (partial / "bm25").mkdir(parents=True)
+    (partial / MARK).write_text("rag-news\n")  # a build writes its mark first
     (partial / "chunk_vectors.f32").write_bytes(b"\0" * 1000)
     (root / f".{CURRENT}.99999.tmp").write_text("gen-20000101T000000000000Z-deadbeef\n")
     (root / LOCK).write_text("99999")  # the pid of a build that was killed: the lock itself died with it
@@ -341,7 +342,7 @@ def test_bundled_index_is_sound(bundled_index: rag.Settings) -> None:
     assert (m["dimension"], m["max_seq_length"]) == (384, 256)
     assert m["settings_hash"] == bundled_index.index_hash(emb.model_id)
     assert m["counts"]["documents"] == 10 and gen.store.size == m["counts"]["chunks"]
-    assert sorted(m["files"]) == ["bm25/data.csc.index.npy", "bm25/indices.csc.index.npy",
+    assert sorted(m["files"]) == [".rag-generation", "bm25/data.csc.index.npy", "bm25/indices.csc.index.npy",
                                   "bm25/indptr.csc.index.npy", "bm25/params.index.json", "bm25/vocab.index.json",
                                   "chunk_vectors.f32", "chunks.sqlite", "sentence_vectors.f32", "vectors.faiss"]
     norms = np.linalg.norm(np.asarray(gen.chunk_vectors), axis=1)
