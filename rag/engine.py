@@ -19,6 +19,8 @@ from .settings import Settings
 
 # control characters, and the bidirectional overrides that could make a question display as something else
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+# what a byte that is not UTF-8 becomes in a command-line argument (surrogateescape), or a lone JSON escape
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _RELOAD_EVERY = 1.0  # seconds between checks of CURRENT
 
 
@@ -26,6 +28,10 @@ def clean_question(question: object, limit: int) -> str:
     """The question with control characters removed; BadQuestion when empty or too long."""
     if not isinstance(question, str):
         raise BadQuestion("The question must be text.")
+    bad = _SURROGATE.search(question)
+    if bad:
+        raise BadQuestion(f"The question holds a byte that is not UTF-8 text (at character {bad.start() + 1}). "
+                          "Retype it, or re-save the file it came from as UTF-8.")
     text = " ".join(_CONTROL.sub(" ", question).split())
     if not text:
         raise BadQuestion("The question is empty. Type a question about the archive.")
@@ -51,6 +57,18 @@ def _check_date(value: str | None, name: str) -> str | None:
     except (KeyError, ValueError):
         raise BadQuestion(f"{name} {value!r} is not a date; use YYYY, YYYY-MM or YYYY-MM-DD.") from None
     return text
+
+
+def _check_doc_ids(gen: Generation, doc_ids: Sequence[str]) -> None:
+    """BadQuestion naming the article ids the index does not hold: a filter on them would match nothing."""
+    for doc_id in doc_ids:
+        if not isinstance(doc_id, str) or _SURROGATE.search(doc_id):
+            raise BadQuestion(f"Article id {doc_id!r} is not text. List the ids with: rag corpus list")
+    missing = [d for d in dict.fromkeys(doc_ids) if gen.document(d) is None]
+    if missing:
+        shown = ", ".join(repr(d) for d in missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        raise BadQuestion(f"The index holds no article with id {shown}. List the ids with: rag corpus list "
+                          "(and rebuild with rag index build if the article is new).")
 
 
 class Engine:
@@ -112,6 +130,8 @@ class Engine:
             raise BadQuestion(f"The 'since' date {since} is after the 'until' date {until}: nothing can match. "
                               "Swap them or widen the range.")
         gen = self.generation
+        if doc_ids:
+            _check_doc_ids(gen, doc_ids)
         t0 = time.perf_counter()
         vector = self.embedder.encode_queries([query])[0]
         t1 = time.perf_counter()

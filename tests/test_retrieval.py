@@ -140,11 +140,13 @@ def test_doc_ids_restrict_the_results(fake_wire: Engine) -> None:
     hits = fake_wire.search("flood gates storm surges", 10, doc_ids=["velo-race", "rail-strike"])
     assert sorted(docs(hits)) == ["rail-strike", "velo-race"]
     assert docs(fake_wire.search("anything at all", 10, doc_ids=["cheese-festival"])) == ["cheese-festival"]
-    assert fake_wire.search("flood gates", 10, doc_ids=["no-such-article"]) == []
+    with pytest.raises(rag.BadQuestion, match=r"The index holds no article with id 'no-such-article'\. List the "
+                                               r"ids with: rag corpus list"):
+        fake_wire.search("flood gates", 10, doc_ids=["rail-strike", "no-such-article"])
 
 
 def test_a_filter_that_matches_nothing_abstains_without_passages(fake_wire: Engine) -> None:
-    answer = fake_wire.ask("How many homes will the barrier protect?", doc_ids=["no-such-article"])
+    answer = fake_wire.ask("How many homes will the barrier protect?", since="2030")
     assert answer.abstained and answer.citations == () and answer.passages == ()
 
 
