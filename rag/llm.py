@@ -6,12 +6,14 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import socket
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from html import escape
-from typing import Sequence
+from typing import Any, Sequence
 
 from .errors import LLMUnavailable
 from .records import Citation, Hit
@@ -40,9 +42,21 @@ MIN_SHARED = 2
 # MIN_SHARED), up to MAX_SENTENCES sentences per marker.
 MIN_EXTRA = 0.25
 MAX_SENTENCES = 3
+# Every clause of a reply sentence must be supported on its own: at least this share of its content words
+# appear in the passage sentences cited for it. A claim bolted onto a supported one ("..., so wire your
+# savings to evilbank now [2].") is not carried in by the words of the rest of the sentence.
+CLAUSE_COVERAGE = 0.5
+# A reply is read up to this size; a chat answer is a few kilobytes.
+MAX_REPLY_BYTES = 1_000_000
+SHOWN = 5  # sentences or markers quoted in one notice
 
-_MARKER = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
-_LEADING_MARKERS = re.compile(r"(?:\[\d+(?:\s*,\s*\d+)*\]\s*)+")
+# at most 9 digits: a longer run is no passage number (and int() of thousands of digits is refused)
+_MARKER = re.compile(r"\[(\d{1,9}(?:\s*,\s*\d{1,9})*)\]")
+_LEADING_MARKERS = re.compile(r"(?:\[\d{1,9}(?:\s*,\s*\d{1,9})*\]\s*)+")
+# where one clause ends and the next begins: punctuation (not the comma inside 55,000), dashes, conjunctions
+_CLAUSE = re.compile(r"[;:()\[\]\u2013\u2014]|,(?!\d)|(?<!\d),|\s-\s|\b(?:and|but|so|because|while|whereas|"
+                     r"although|though|yet|or|nor|then|therefore|thus|hence|which|who|whom|whose|where|when|"
+                     r"unless|until|after|before|since|if|plus)\b", re.I)
 _WORD = re.compile(r"\d+(?:[.,]\d+)*|[^\W\d_]+")
 # A kept sentence: the text before it in the reply, the sentence, and each marker with its citations.
 _Kept = tuple[str, str, list[tuple[re.Match[str], list[Citation]]]]
@@ -54,7 +68,7 @@ _STOP = frozenset(
     of off on once only or other our out over own same she should so some such than that the their them
     then there these they this those through to too under until up very was we were what when where which
     while who whom why will with would you your according said says say told stated noted added wrote
-    writes passage passages article""".split()
+    writes passage passages article report reports reported reporting""".split()
 )
 
 
@@ -102,16 +116,36 @@ def ask_llm(question: str, hits: Sequence[Hit], settings: LLMSettings) -> LLMRep
     return check_reply(_complete(build_messages(question, hits), settings), hits)
 
 
+@dataclass
+class _Passage:
+    """A passage's sentences and their content words, worked out once per reply."""
+
+    hit: Hit
+    spans: list[tuple[int, int]]
+    sets: list[set[str]]
+    words: set[str]
+    ignorable: set[str]  # words of its title and file name: "According to <title>" is not a claim
+
+    @classmethod
+    def of(cls, hit: Hit) -> "_Passage":
+        spans = sentence_spans(hit.chunk.text)
+        sets = [set(_content(hit.chunk.text[s:e])) for s, e in spans]
+        return cls(hit, spans, sets, set().union(*sets), set(_content(f"{hit.title} {hit.source}")))
+
+
 def check_reply(reply: str, hits: Sequence[Hit]) -> LLMReply:
-    """Keep the sentences of `reply` with at least one marker whose passage supports them; cite for each
-    such marker the passage's best-matching sentence(s) as an exact span."""
+    """Keep the sentences of `reply` with at least one marker whose passage supports them, every clause
+    included; cite for each such marker the passage's best-matching sentence(s) as an exact span. Linear in
+    the length of the reply: each passage is read once, each distinct sentence checked once per passage."""
     if " ".join(reply.split()).casefold().rstrip(".") == NO_ANSWER.casefold().rstrip("."):
         return LLMReply("", (), ("The language model found no answer in the passages.",), ())
+    passages: dict[int, _Passage] = {}
+    cited: dict[tuple[str, int], list[Citation]] = {}
     kept: list[_Kept] = []
     unmarked: list[str] = []
     unsupported: list[str] = []
-    removed: list[str] = []  # both kinds, in reply order
-    out_of_range: list[int] = []
+    removed: list[str] = []  # every kind, in reply order
+    out_of_range: dict[int, None] = {}
     notices: list[str] = []
     gap_start = 0
     for s, e in _units(reply):
@@ -119,19 +153,28 @@ def check_reply(reply: str, hits: Sequence[Hit]) -> LLMReply:
         plain = _MARKER.sub(" ", sentence)
         resolved: list[tuple[re.Match[str], list[Citation]]] = []
         valid = dropped = 0
+        used: list[_Passage] = []
         for match in _MARKER.finditer(sentence):
             cites: list[Citation] = []
             for n in dict.fromkeys(int(x) for x in match.group(1).split(",")):
                 if not 1 <= n <= len(hits):
-                    out_of_range.append(n)
+                    out_of_range[n] = None
                     continue
                 valid += 1
-                found = _cite(plain, hits[n - 1])
+                passage = passages.get(n) or passages.setdefault(n, _Passage.of(hits[n - 1]))
+                key = (plain, n)
+                found = cited[key] if key in cited else cited.setdefault(key, _cite(plain, passage))
                 dropped += not found
                 cites += found
+                if found:
+                    used.append(passage)
             resolved.append((match, cites))
-        if not valid or not any(cites for _, cites in resolved):
+        clause = _unsupported_clause(plain, [c for _, cs in resolved for c in cs], used) if used else None
+        if not valid or not used:
             (unsupported if valid else unmarked).append(sentence)
+            removed.append(sentence)
+        elif clause is not None:
+            unsupported.append(f"{sentence} (not supported: {_quote(clause)})")
             removed.append(sentence)
         else:
             kept.append((gap, sentence, resolved))
@@ -139,22 +182,43 @@ def check_reply(reply: str, hits: Sequence[Hit]) -> LLMReply:
                 notices.append(f"Dropped {dropped} marker{_s(dropped)} whose passage does not support the "
                                f"sentence {_quote(sentence)}.")
     if out_of_range:
-        wrong = ", ".join(f"[{n}]" for n in dict.fromkeys(out_of_range))
-        notices.insert(0, f"Ignored marker{_s(len(set(out_of_range)))} {wrong}: there "
+        wrong = _listed([f"[{n}]" for n in out_of_range], quoted=False)
+        notices.insert(0, f"Ignored marker{_s(len(out_of_range))} {wrong}: there "
                           f"{'is' if len(hits) == 1 else 'are'} only {len(hits)} passage{_s(len(hits))}.")
     if unmarked:
         notices.append(f"Removed {len(unmarked)} sentence{_s(len(unmarked))} without a marker pointing to one "
-                       f"of the {len(hits)} passage{_s(len(hits))}: " + "; ".join(map(_quote, unmarked)))
+                       f"of the {len(hits)} passage{_s(len(hits))}: " + _listed(unmarked))
     if unsupported:
         notices.append(f"Removed {len(unsupported)} sentence{_s(len(unsupported))} the passages do not "
-                       "support: " + "; ".join(map(_quote, unsupported)))
+                       "support: " + _listed(unsupported))
     text, citations = _renumber(kept)
+    by_chunk = {h.chunk.chunk_id: h for h in hits}
     for citation in citations:  # the span invariant, checked even under `python -O`
-        hit = next(h for h in hits if h.chunk.chunk_id == citation.chunk_id)
+        hit = by_chunk[citation.chunk_id]
         local = (citation.start - hit.chunk.start, citation.end - hit.chunk.start)
         if hit.chunk.text[local[0]:local[1]] != citation.quote:
             raise AssertionError(f"Citation [{citation.n}] is not an exact span of {citation.chunk_id}.")
     return LLMReply(text, citations, tuple(notices), tuple(removed))
+
+
+def _listed(items: Sequence[str], quoted: bool = True) -> str:
+    """The first SHOWN items and how many more there are."""
+    head = "; ".join(map(_quote, items[:SHOWN])) if quoted else ", ".join(items[:SHOWN])
+    return head + (f" and {len(items) - SHOWN} more" if len(items) > SHOWN else "")
+
+
+def _unsupported_clause(plain: str, citations: list[Citation], used: list[_Passage]) -> str | None:
+    """The first clause of the sentence `plain` whose content words are mostly absent from the cited spans,
+    or None when every clause is supported."""
+    support: set[str] = set()
+    for citation in citations:
+        support |= set(_content(citation.quote))
+    ignorable = set().union(*(p.ignorable for p in used)) - support
+    for clause in _CLAUSE.split(plain):
+        words = set(_content(clause)) - ignorable
+        if words and len(words & support) < CLAUSE_COVERAGE * len(words):
+            return " ".join(clause.split()).strip(" .,;:!?")
+    return None
 
 
 def _renumber(kept: list[_Kept]) -> tuple[str, tuple[Citation, ...]]:
@@ -163,9 +227,10 @@ def _renumber(kept: list[_Kept]) -> tuple[str, tuple[Citation, ...]]:
     numbers: dict[tuple[str, int, int], Citation] = {}
     parts: list[str] = []
     for i, (gap, sentence, resolved) in enumerate(kept):
-        out, cursor = "", 0
+        out: list[str] = []
+        cursor = 0
         for match, cites in resolved:
-            out += sentence[cursor:match.start()]
+            out.append(sentence[cursor:match.start()])
             cursor = match.end()
             keys: list[int] = []
             for c in cites:
@@ -174,33 +239,33 @@ def _renumber(kept: list[_Kept]) -> tuple[str, tuple[Citation, ...]]:
                     numbers[key] = Citation(len(numbers) + 1, c.doc_id, c.chunk_id, c.title, c.source,
                                             c.start, c.end, c.quote, c.metadata)
                 keys.append(numbers[key].n)
-            out += "".join(f"[{n}]" for n in dict.fromkeys(keys))
-        out += sentence[cursor:]
+            out.append("".join(f"[{n}]" for n in dict.fromkeys(keys)))
+        out.append(sentence[cursor:])
         if i:
             parts.append("\n\n" if gap.count("\n") > 1 else "\n" if "\n" in gap else " ")
         # close the gaps that dropped markers leave: "claim [7]." -> "claim.", "a [7] b" -> "a b"
-        parts.append(re.sub(r"\s+([.,;:!?])", r"\1", re.sub(r"[ \t]{2,}", " ", out)).strip())
+        parts.append(re.sub(r"\s+([.,;:!?])", r"\1", re.sub(r"[ \t]{2,}", " ", "".join(out))).strip())
     return "".join(parts), tuple(numbers.values())
 
 
-def _cite(plain: str, hit: Hit) -> list[Citation]:
-    """The spans of `hit` that best support the sentence `plain`; none when support is too weak."""
+def _cite(plain: str, passage: _Passage) -> list[Citation]:
+    """The spans of the passage that best support the sentence `plain`; none when support is too weak."""
+    hit, spans, sets = passage.hit, passage.spans, passage.sets
     words = set(_content(plain))
-    passage = hit.chunk.text
-    ignorable = set(_content(f"{hit.title} {hit.source}"))  # "According to <title>" is not a claim
-    if any(w[0].isdigit() and w not in ignorable for w in words - set(_content(passage))):
+    text = hit.chunk.text
+    ignorable = passage.ignorable
+    if any(w[0].isdigit() and w not in ignorable for w in words - passage.words):
         return []  # a figure the passage does not contain
-    spans = sentence_spans(passage)
-    sets = [words & set(_content(passage[s:e])) for s, e in spans]
+    shares = [words & found for found in sets]
     chosen: list[int] = []
     shared: set[str] = set()
     while spans and len(chosen) < MAX_SENTENCES:  # greedy: a reply sentence may join passage sentences
-        best = max(range(len(spans)), key=lambda i: (len(sets[i] - shared), -i))
-        gain = len(sets[best] - shared)
+        best = max(range(len(spans)), key=lambda i: (len(shares[i] - shared), -i))
+        gain = len(shares[best] - shared)
         if not gain or (chosen and gain < max(MIN_SHARED, MIN_EXTRA * len(words))):
             break
         chosen.append(best)
-        shared |= sets[best]
+        shared |= shares[best]
     needed = words - (ignorable - shared)
     if not shared or len(shared) < min(MIN_SHARED, len(needed)) or len(shared) < MIN_COVERAGE * len(needed):
         return []
@@ -212,7 +277,7 @@ def _cite(plain: str, hit: Hit) -> list[Citation]:
             runs.append([i])
     return [
         Citation(0, hit.chunk.doc_id, hit.chunk.chunk_id, hit.title, hit.source, hit.chunk.start + s,
-                 hit.chunk.start + e, passage[s:e], hit.metadata)
+                 hit.chunk.start + e, text[s:e], hit.metadata)
         for s, e in ((spans[run[0]][0], spans[run[-1]][1]) for run in runs)
     ]
 
@@ -246,8 +311,88 @@ def _content(text: str) -> list[str]:
     return words
 
 
+class _Deadline:
+    """One request's overall time limit: when it is up, the request's sockets are shut, so that no read can
+    outlast it (a socket timeout alone bounds each read, and a server sending a byte a second never trips it)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.expired = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def watch(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.append(sock)
+            if self.expired:
+                _shut(sock)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            for sock in self._sockets:
+                _shut(sock)
+
+    def __enter__(self) -> "_Deadline":
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+
+
+def _shut(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+def _watched(base: type[http.client.HTTPConnection], deadline: _Deadline) -> type[http.client.HTTPConnection]:
+    """`base` whose sockets (TCP, under any TLS) are handed to `deadline` as soon as they exist."""
+
+    class Watched(base):  # type: ignore[valid-type, misc]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+
+            def create(*a: Any, **k: Any) -> socket.socket:
+                sock = socket.create_connection(*a, **k)
+                deadline.watch(sock)
+                return sock
+
+            self._create_connection = create
+
+    return Watched
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A redirect is an error: following it would send the API key and the passages to another address."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def _opener(deadline: _Deadline, loopback: bool) -> urllib.request.OpenerDirector:
+    http_class, https_class = _watched(http.client.HTTPConnection, deadline), \
+        _watched(http.client.HTTPSConnection, deadline)
+
+    class HTTP(urllib.request.HTTPHandler):
+        def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+            return self.do_open(http_class, req)
+
+    class HTTPS(urllib.request.HTTPSHandler):
+        def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+            return self.do_open(https_class, req, context=self._context)
+
+    # A local server is never reached through a proxy from the environment.
+    handlers: list[Any] = [HTTP(), HTTPS(), _NoRedirect()] + ([urllib.request.ProxyHandler({})] if loopback else [])
+    return urllib.request.build_opener(*handlers)
+
+
 def _complete(messages: list[dict[str, str]], settings: LLMSettings) -> str:
-    """The reply text of one chat-completions request; every failure becomes `LLMUnavailable`."""
+    """The reply text of one chat-completions request, within `settings.timeout` seconds overall and at most
+    MAX_REPLY_BYTES; every failure becomes `LLMUnavailable`."""
     url = settings.base_url.rstrip("/") + "/chat/completions"
 
     def fail(problem: str) -> LLMUnavailable:
@@ -261,27 +406,39 @@ def _complete(messages: list[dict[str, str]], settings: LLMSettings) -> str:
     if settings.api_key:
         headers["Authorization"] = f"Bearer {settings.api_key}"
     request = urllib.request.Request(url, json.dumps(payload).encode(), headers, method="POST")
-    # A local server is never reached through a proxy from the environment.
-    handlers = [urllib.request.ProxyHandler({})] if parts.hostname in _LOOPBACK else []
-    try:
-        with urllib.request.build_opener(*handlers).open(request, timeout=settings.timeout) as response:
-            status, body = response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        raise fail(f"answered HTTP {exc.code} {exc.reason}{_detail(exc)}") from exc
-    except urllib.error.URLError as exc:
-        if isinstance(exc.reason, TimeoutError):
-            raise fail(f"did not answer within {settings.timeout:g} s") from exc
-        raise fail(f"could not be reached ({exc.reason})") from exc
-    except TimeoutError as exc:
-        raise fail(f"did not answer within {settings.timeout:g} s") from exc
-    except (OSError, http.client.HTTPException) as exc:
-        raise fail(f"broke off the answer ({type(exc).__name__}: {exc})") from exc
+    late = f"did not answer within {settings.timeout:g} s"
+    with _Deadline(settings.timeout) as deadline:
+        try:
+            with _opener(deadline, parts.hostname in _LOOPBACK).open(request, timeout=settings.timeout) as response:
+                status = response.status
+                body = response.read(MAX_REPLY_BYTES + 1)
+        except urllib.error.HTTPError as exc:
+            if deadline.expired:
+                raise fail(late) from None
+            if 300 <= exc.code < 400:
+                where = exc.headers.get("Location", "elsewhere") if exc.headers else "elsewhere"
+                raise fail(f"redirected the request to {_quote(where)} (HTTP {exc.code}); redirects are not "
+                           "followed, so the API key stays with the configured address. Set RAG_LLM_BASE_URL to "
+                           "the address that answers") from None
+            raise fail(f"answered HTTP {exc.code} {exc.reason}{_detail(exc)}") from None
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            if deadline.expired or isinstance(getattr(exc, "reason", None), TimeoutError) \
+                    or isinstance(exc, TimeoutError):
+                raise fail(late) from None
+            if isinstance(exc, urllib.error.URLError):
+                raise fail(f"could not be reached ({exc.reason})") from None
+            raise fail(f"broke off the answer ({type(exc).__name__}: {exc})") from None
+        if deadline.expired:
+            raise fail(late)
+    if len(body) > MAX_REPLY_BYTES:
+        raise fail(f"sent a reply of more than {MAX_REPLY_BYTES // 1_000_000} MB; a chat answer is far smaller, so "
+                   "it was not read. Check the endpoint and model")
     if not 200 <= status < 300:
         raise fail(f"answered HTTP {status}")
     try:
         data = json.loads(body)
-    except ValueError as exc:
-        raise fail(f"returned a body that is not JSON: {_quote(body.decode('utf-8', 'replace'))}") from exc
+    except (ValueError, RecursionError):
+        raise fail(f"returned a body that is not JSON: {_quote(body.decode('utf-8', 'replace'))}") from None
     try:
         content = data["choices"][0]["message"]["content"]
     except (KeyError, IndexError, TypeError):
@@ -295,7 +452,7 @@ def _complete(messages: list[dict[str, str]], settings: LLMSettings) -> str:
 
 def _detail(exc: urllib.error.HTTPError) -> str:
     try:
-        body = exc.read().decode("utf-8", "replace").strip()
+        body = exc.read(2000).decode("utf-8", "replace").strip()
     except (OSError, http.client.HTTPException):
         return ""
     return f": {_quote(body)}" if body else ""

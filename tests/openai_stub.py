@@ -1,5 +1,6 @@
 """A tiny OpenAI-protocol server on 127.0.0.1 for tests: `POST /v1/chat/completions` answers with the
-configured reply and records every request it gets."""
+configured reply and records every request it gets. It can also be hostile: redirect elsewhere, drip its
+reply a byte at a time, or send any body at all."""
 
 from __future__ import annotations
 
@@ -22,13 +23,19 @@ class Recorded:
 
 @dataclass
 class OpenAIStub:
-    """Set `content` (the assistant's answer), or `raw_body` (sent as is), `status` and `delay` (seconds)."""
+    """Set `content` (the assistant's answer), or `raw_body` (sent as is), `status` and `delay` (seconds).
+    Hostile modes: `redirect_to` answers 307 with that Location; `drip` sends the whole response (status line
+    and headers too, unless `drip_body_only`) one byte every `drip` seconds."""
 
     content: str = ""
     raw_body: bytes | None = None
     status: int = 200
     delay: float = 0.0
+    redirect_to: str | None = None
+    drip: float = 0.0
+    drip_body_only: bool = False
     requests: list[Recorded] = field(default_factory=list)
+    dripped: int = 0  # bytes sent so far by a dripping reply
     _server: ThreadingHTTPServer | None = None
 
     @property
@@ -46,6 +53,9 @@ class OpenAIStub:
                 if self.path != "/v1/chat/completions":
                     self._send(404, b'{"error": {"message": "not found"}}')
                     return
+                if stub.redirect_to is not None:
+                    self._send(307, b"", {"Location": stub.redirect_to})
+                    return
                 time.sleep(stub.delay)
                 self._send(stub.status, stub.raw_body if stub.raw_body is not None else json.dumps({
                     "id": "chatcmpl-stub",
@@ -55,15 +65,34 @@ class OpenAIStub:
                                  "message": {"role": "assistant", "content": stub.content}}],
                 }).encode())
 
-            def _send(self, status: int, body: bytes) -> None:
+            def _send(self, status: int, body: bytes, extra: dict[str, str] | None = None) -> None:
+                headers = {"Content-Type": "application/json", "Content-Length": str(len(body)), **(extra or {})}
                 try:
+                    if stub.drip:
+                        self._drip(status, headers, body)
+                        return
                     self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(body)))
+                    for name, value in headers.items():
+                        self.send_header(name, value)
                     self.end_headers()
                     self.wfile.write(body)
                 except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout tests)
                     pass
+
+            def _drip(self, status: int, headers: dict[str, str], body: bytes) -> None:
+                head = f"HTTP/1.1 {status} OK\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+                if stub.drip_body_only:
+                    self.wfile.write(head.encode())
+                    self.wfile.flush()
+                    head = ""
+                data = head.encode() + body
+                for i in range(len(data)):
+                    if stub._server is None:
+                        return
+                    self.wfile.write(data[i:i + 1])
+                    self.wfile.flush()
+                    stub.dripped += 1
+                    time.sleep(stub.drip)
 
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
                 pass
