@@ -12,6 +12,7 @@ from typing import Any, Callable, Iterator, List, Optional
 import typer
 
 import rag
+from rag.controls import json_safe, visible
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Cited question answering over a news archive.")
@@ -25,12 +26,18 @@ IndexOpt = typer.Option(None, "--index", help="Index folder (default: settings, 
 JsonOpt = typer.Option(False, "--json", help="Machine-readable output.")
 
 
+def _echo(text: str = "", err: bool = False) -> None:
+    """Human-readable output: archive text, file names and model replies may hold terminal escape sequences,
+    which are printed as inert escapes."""
+    typer.echo(visible(text), err=err)
+
+
 def _err(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
+    _echo(f"error: {message}", err=True)
 
 
 def _warn(message: str) -> None:
-    typer.echo(f"warning: {message}", err=True)
+    _echo(f"warning: {message}", err=True)
 
 
 @contextmanager
@@ -59,23 +66,25 @@ def _settings(corpus: Optional[Path], index: Optional[Path], **sections: dict[st
 
 
 def _print_json(data: Any) -> None:
-    typer.echo(json.dumps(data, ensure_ascii=False))
+    typer.echo(json_safe(json.dumps(data, ensure_ascii=False)))
 
 
 @corpus_app.command("list")
-def corpus_list(corpus: Optional[Path] = CorpusOpt, as_json: bool = JsonOpt) -> None:
-    """One line per article of the corpus."""
+def corpus_list(corpus: Optional[Path] = CorpusOpt, index: Optional[Path] = IndexOpt,
+                as_json: bool = JsonOpt) -> None:
+    """One line per article of the corpus (the index folder, if inside it, is not read)."""
     with _errors():
-        settings = _settings(corpus, None)
+        settings = _settings(corpus, index)
         count = 0
-        for article in rag.iter_articles(settings.paths.corpus, _warn, settings.chunking.min_title_words):
+        for article in rag.iter_articles(settings.paths.corpus, _warn, settings.chunking.min_title_words,
+                                         options=settings.corpus, exclude=[settings.paths.index]):
             d = article.document
             count += 1
             if as_json:
                 _print_json({"doc_id": d.doc_id, "title": d.title, "source": d.source, "start": d.start,
                              "end": d.end, "chars": d.chars})
             else:
-                typer.echo(f"{d.doc_id}\t{d.source}:{d.start}-{d.end}\t{d.title}")
+                _echo(f"{d.doc_id}\t{d.source}:{d.start}-{d.end}\t{d.title}")
         if count == 0:
             raise rag.CorpusEmpty(f"Corpus folder {settings.paths.corpus} holds no articles. "
                                   "Add .txt, .md, .jsonl or .html files to it.")
@@ -116,12 +125,12 @@ def index_build(corpus: Optional[Path] = CorpusOpt, index: Optional[Path] = Inde
             _print_json(report.to_dict())
             return
         if report.full and report.full_reason not in ("no previous index", None):
-            typer.echo(f"Full rebuild: {report.full_reason}.")
-        typer.echo(f"Indexed {report.documents} articles in {report.chunks} chunks ({report.seconds:.1f}s): "
+            _echo(f"Full rebuild: {report.full_reason}.")
+        _echo(f"Indexed {report.documents} articles in {report.chunks} chunks ({report.seconds:.1f}s): "
                    f"{report.added} added, {report.changed} changed, {report.removed} removed, "
                    f"{report.unchanged} unchanged; {report.chunks_embedded} chunks embedded, "
                    f"{report.chunks_reused} reused.")
-        typer.echo(f"Live index: {report.index}")
+        _echo(f"Live index: {report.index}")
 
 
 @index_app.command("info")
@@ -137,15 +146,18 @@ def index_info(index: Optional[Path] = IndexOpt, corpus: Optional[Path] = Corpus
             _print_json(info)
             return
         counts = info["counts"]
-        typer.echo(f"Index:      {settings.paths.index} ({info['generation']})")
-        typer.echo(f"Built:      {info['built_at']} by rag {info['package_version']}")
-        typer.echo(f"Model:      {info['model']} (dimension {info['dimension']}, max {info['max_seq_length']} tokens)")
-        typer.echo(f"Contents:   {counts['documents']} articles, {counts['chunks']} chunks, "
-                   f"{counts['sentences']} sentences, from {info['sources']} files")
-        typer.echo(f"Store:      {info['store']['type']}; chunking {info['chunking']}")
+        store = info.get("store")
+        _echo(f"Index:      {settings.paths.index} ({info['generation']})")
+        _echo(f"Built:      {info.get('built_at', '?')} by rag {info.get('package_version', '?')}")
+        _echo(f"Model:      {info['model']} (dimension {info['dimension']}, max {info.get('max_seq_length', '?')} "
+              "tokens)")
+        _echo(f"Contents:   {counts['documents']} articles, {counts['chunks']} chunks, "
+              f"{counts['sentences']} sentences, from {info['sources']} files")
+        _echo(f"Store:      {store.get('type', '?') if isinstance(store, dict) else '?'}; "
+              f"chunking {info.get('chunking', '?')}")
         changed = status.corpus_changed
-        typer.echo("Corpus:     " + (f"{len(changed)} files changed since the build; run: rag index build"
-                                     if changed else "unchanged since the build"))
+        _echo("Corpus:     " + (f"{len(changed)} files changed since the build; run: rag index build"
+                                if changed else "unchanged since the build"))
 
 
 @index_app.command("verify")
@@ -157,23 +169,32 @@ def index_verify(index: Optional[Path] = IndexOpt, corpus: Optional[Path] = Corp
         if as_json:
             _print_json(result)
         else:
-            typer.echo(f"OK: {result['generation']}: {result['documents']} articles, {result['chunks']} chunks, "
+            _echo(f"OK: {result['generation']}: {result['documents']} articles, {result['chunks']} chunks, "
                        f"dimension {result['dimension']}; every checksum matches.")
 
 
 def _batch_lines(path: str) -> Iterator[tuple[Optional[str], Any]]:
+    """(id, question) per line of the batch; a line that is not UTF-8 gives (None, BadQuestion) and the
+    batch goes on."""
     name = "standard input" if path == "-" else f"batch file {path}"
     try:
-        handle = sys.stdin if path == "-" else open(path, encoding="utf-8")
+        handle = sys.stdin.buffer if path == "-" else open(path, "rb")
     except OSError as exc:
         raise rag.BadQuestion(f"Cannot read {name}: {exc.strerror or exc}. Give a file of questions, one per "
                               "line or JSON {id, question}, or - for stdin.") from None
     try:
-        yield from _parse_batch(handle)
-    except UnicodeDecodeError:
-        raise rag.BadQuestion(f"The {name} is not UTF-8 text. Re-save it as UTF-8.") from None
+        for lineno, raw in enumerate(handle, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield None, rag.BadQuestion(f"Line {lineno} of the {name} is not UTF-8 text (byte {exc.start + 1}). "
+                                            "Re-save the file as UTF-8.")
+                continue
+            yield from _parse_batch([line.lstrip("\ufeff") if lineno == 1 else line])
+    except OSError as exc:
+        raise rag.BadQuestion(f"Cannot read {name}: {exc.strerror or exc}.") from None
     finally:
-        if handle is not sys.stdin:
+        if handle is not sys.stdin.buffer:
             handle.close()
 
 
@@ -185,7 +206,7 @@ def _parse_batch(handle: Any) -> Iterator[tuple[Optional[str], Any]]:
         if stripped.startswith("{"):
             try:
                 obj = json.loads(stripped)
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, RecursionError):
                 yield None, stripped
                 continue
             yield (str(obj["id"]) if obj.get("id") is not None else None), obj.get("question", "")
@@ -218,9 +239,12 @@ KOpt = typer.Option(None, "-k", help="Passages to return.")
 def _run_batch(batch: str, one: Callable[[str, Optional[str]], dict[str, Any]]) -> None:
     for qid, question in _batch_lines(batch):
         try:
+            if isinstance(question, rag.RagError):
+                raise question
             result = one(question, qid)
         except rag.RagError as exc:
-            result = ({"id": qid} if qid is not None else {}) | {"question": question, "error": str(exc)}
+            shown = None if isinstance(question, rag.RagError) else question
+            result = ({"id": qid} if qid is not None else {}) | {"question": shown, "error": str(exc)}
         _print_json(result)
         sys.stdout.flush()
 
@@ -253,26 +277,26 @@ def search_cmd(query: Optional[str] = typer.Argument(None), k: Optional[int] = K
             _print_json(result)
             return
         for p in result["passages"]:
-            typer.echo(f"[{p['rank']}] {p['score']:.3f}  {p['title']}  ({p['source']}:{p['start']}-{p['end']})")
-            typer.echo("    " + p["text"].replace("\n", " ")[:400])
+            _echo(f"[{p['rank']}] {p['score']:.3f}  {p['title']}  ({p['source']}:{p['start']}-{p['end']})")
+            _echo("    " + " ".join(p["text"][:1000].split())[:400])
         if not result["passages"]:
-            typer.echo("No passage matches.")
+            _echo("No passage matches.")
 
 
 def _print_answer(answer: rag.Answer) -> None:
-    typer.echo(answer.text)
+    _echo(answer.text)
     for notice in answer.notices:
-        typer.echo(f"note: {notice}", err=True)
+        _echo(f"note: {notice}", err=True)
     if answer.citations:
-        typer.echo("\nSources:")
+        _echo("\nSources:")
         for c in answer.citations:
             meta = ", ".join(f"{k}: {v}" for k, v in c.metadata.items() if k in ("publisher", "date", "url"))
-            typer.echo(f"[{c.n}] {c.title} ({c.source}:{c.start}-{c.end}{'; ' + meta if meta else ''})")
-            typer.echo(f"    “{c.quote}”")
+            _echo(f"[{c.n}] {c.title} ({c.source}:{c.start}-{c.end}{'; ' + meta if meta else ''})")
+            _echo(f"    “{c.quote}”")
     elif answer.passages:
-        typer.echo("\nClosest passages:")
+        _echo("\nClosest passages:")
         for h in answer.passages:
-            typer.echo(f"[{h.rank}] {h.title} ({h.source}:{h.chunk.start}-{h.chunk.end}) score {h.score:.3f}")
+            _echo(f"[{h.rank}] {h.title} ({h.source}:{h.chunk.start}-{h.chunk.end}) score {h.score:.3f}")
 
 
 @app.command("ask")
@@ -311,7 +335,7 @@ def ask_cmd(question: Optional[str] = typer.Argument(None), k: Optional[int] = K
                 _print_answer(answer)
         if export is not None:
             used = rag.write_export(answers, export, fmt)
-            typer.echo(f"Exported {len(answers)} answer(s) as {used} to {export}", err=True)
+            _echo(f"Exported {len(answers)} answer(s) as {used} to {export}", err=True)
 
 
 @app.command("eval")
@@ -333,7 +357,7 @@ def eval_cmd(qa: Optional[Path] = typer.Argument(None, help="Questions with evid
         if as_json:
             _print_json(report)
         else:
-            typer.echo(evaluation.format_report(report))
+            _echo(evaluation.format_report(report))
 
 
 @app.command("ui")
@@ -347,17 +371,17 @@ def ui_cmd(corpus: Optional[Path] = CorpusOpt, index: Optional[Path] = IndexOpt,
         settings = _settings(corpus, index)
         status = rag.index_status(settings)
         if not status.ready or status.corpus_changed or status.settings_changed:
-            typer.echo("Building the index first ...", err=True)
+            _echo("Building the index first ...", err=True)
             report = rag.build_index(settings, warn=_warn)
-            typer.echo(f"Indexed {report.documents} articles ({report.chunks_embedded} chunks embedded, "
-                       f"{report.chunks_reused} reused).", err=True)
+            _echo(f"Indexed {report.documents} articles ({report.chunks_embedded} chunks embedded, "
+                  f"{report.chunks_reused} reused).", err=True)
         app_file = Path(__file__).resolve().parent.parent / "ui" / "app.py"
         env = dict(os.environ, RAG_CORPUS=str(settings.paths.corpus.resolve()),
                    RAG_INDEX=str(settings.paths.index.resolve()))
         cmd = [sys.executable, "-m", "streamlit", "run", str(app_file), "--server.address", host,
                "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
                "--client.toolbarMode", "minimal"]
-        typer.echo(f"Open http://{host}:{port} in a browser (Ctrl+C stops the app).", err=True)
+        _echo(f"Open http://{host}:{port} in a browser (Ctrl+C stops the app).", err=True)
         raise typer.Exit(subprocess.call(cmd, env=env))
 
 

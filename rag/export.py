@@ -14,6 +14,10 @@ Choices that shape the files:
   lists and headings in them render literally; file names are code spans; only http(s) URLs link.
 - Only known metadata is written: no url means no access date; a date that is not ISO `YYYY-MM-DD`,
   `YYYY-MM` or `YYYY` goes verbatim into the note only.
+- Archive text and model replies may hold terminal escape sequences and bidirectional overrides. JSON and
+  CSL-JSON write them as `\\u` escapes (the same data); BibTeX, RIS and Markdown, read by people and by tools
+  that print them, get inert escapes in their place (ESC becomes the text `\\x1b`). A RIS value that a
+  spreadsheet would take for a formula (starting with `=`, `+`, `-` or `@`) is prefixed with `'`.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from .controls import has_unsafe, json_safe, visible
 from .errors import ExportError
 from .records import Answer, Citation
 
@@ -104,7 +109,12 @@ def _authors(raw: str) -> list[tuple[str, str]]:
 
 
 def _one_line(text: str) -> str:
-    return re.sub(r"\s*[\r\n\v\f\x1c-\x1e\x85\u2028\u2029]+\s*", " ", text).strip()
+    return visible(re.sub(r"\s*[\r\n\v\f\x1c-\x1e\x85\u2028\u2029]+\s*", " ", text).strip())
+
+
+def _no_formula(value: str) -> str:
+    """A RIS value a spreadsheet will not run: one starting like a formula gets a leading quote."""
+    return "'" + value if value[:1] in ("=", "+", "-", "@") else value
 
 
 @dataclass(frozen=True)
@@ -192,7 +202,8 @@ def _bibtex(refs: list[_Ref], accessed: datetime.date) -> str:
         if date := ref.date:
             fields.append(("date", "-".join(f"{p:02d}" for p in date)))
         if url:
-            verbatim = re.sub(r"[{}\\\s]", lambda m: quote(m.group()), url)
+            verbatim = re.sub(r"[{}\\\s\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]",
+                              lambda m: quote(m.group(), errors="replace"), url)
             fields += [("url", verbatim), ("urldate", accessed.isoformat())]
         if category := ref.field("category"):
             fields.append(("keywords", _latex(category)))
@@ -216,7 +227,7 @@ def _ris(refs: list[_Ref], accessed: datetime.date) -> str:
         if url:
             lines += [("UR", url), ("Y2", accessed.strftime("%Y/%m/%d/"))]
         lines += [("LA", ref.field("language")), ("KW", ref.field("category")), ("N1", ref.note())]
-        text = "".join(f"{tag}  - {_one_line(value)}\n" for tag, value in lines if _one_line(value))
+        text = "".join(f"{tag}  - {_no_formula(_one_line(value))}\n" for tag, value in lines if _one_line(value))
         records.append(text + "ER  - \n")
     return "\n".join(records)
 
@@ -242,7 +253,7 @@ def _csl(refs: list[_Ref], accessed: datetime.date) -> str:
             item["language"] = language
         item["note"] = ref.note()
         items.append(item)
-    return json.dumps(items, indent=2, ensure_ascii=False) + "\n"
+    return json_safe(json.dumps(items, indent=2, ensure_ascii=False)) + "\n"
 
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+!|~&$])")
@@ -251,7 +262,7 @@ _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+!|~&$])")
 def _md_lines(text: str) -> list[str]:
     """`text` as Markdown lines that render literally: no links, HTML, emphasis, lists or headings."""
     lines = []
-    for line in text.strip().splitlines() or [""]:
+    for line in visible(text).strip().splitlines() or [""]:
         line = _MD_SPECIAL.sub(r"\\\1", line.strip())  # stripped: indentation would make code
         line = re.sub(r"^(\d+)([.)])", r"\1\\\2", re.sub(r"^([-=])", r"\\\1", line))
         lines.append(line)
@@ -274,7 +285,7 @@ def _md_code(text: str) -> str:
 
 
 def _md_url(url: str) -> str:
-    return f"<{url}>" if re.fullmatch(r"https?://[^\s<>`]+", url) else _md_code(url)
+    return f"<{url}>" if re.fullmatch(r"https?://[^\s<>`]+", url) and not has_unsafe(url) else _md_code(url)
 
 
 def _md_source(title: str, source: str, start: int, end: int, metadata: Mapping[str, str]) -> str:
@@ -318,7 +329,7 @@ def _markdown(answers: Sequence[Answer]) -> str:
 
 def _json(answers: Sequence[Answer]) -> str:
     data = answers[0].to_dict() if len(answers) == 1 else {"answers": [a.to_dict() for a in answers]}
-    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    return json_safe(json.dumps(data, indent=2, ensure_ascii=False)) + "\n"
 
 
 _REFERENCE_WRITERS: dict[str, Callable[[list[_Ref], datetime.date], str]] = {

@@ -337,10 +337,16 @@ def test_a_batch_file_that_cannot_be_read_is_one_line(untouched: rag.Settings, t
         one_line_error(run(command, "--batch", tmp_path, *paths(untouched)), r"Cannot read batch file")
 
 
-def test_a_batch_file_that_is_not_utf8(untouched: rag.Settings, tmp_path: Path) -> None:
+def test_a_batch_line_that_is_not_utf8_is_an_error_row_and_the_batch_goes_on(untouched: rag.Settings,
+                                                                            tmp_path: Path) -> None:
     latin = tmp_path / "latin1.txt"
-    latin.write_bytes("Où est la réunion ?\n".encode("latin-1"))
-    one_line_error(run("ask", "--batch", latin, *paths(untouched)), r"is not UTF-8 text")
+    latin.write_bytes(f"{REMAINS}\n".encode() + "Où est la réunion ?\n".encode("latin-1") + b"New START treaty\n")
+    for command in ("ask", "search"):
+        result = ok(run(command, "--batch", latin, *paths(untouched)))
+        rows = [json.loads(line) for line in result.stdout.splitlines()]
+        assert len(rows) == 3 and "error" not in rows[0] and "error" not in rows[2]
+        assert rows[1] == {"question": None, "error": f"Line 2 of the batch file {latin} is not UTF-8 text "
+                                                      "(byte 2). Re-save the file as UTF-8."}
 
 
 @pytest.mark.parametrize("question", [
