@@ -2,12 +2,15 @@
 citation exports.
 
 Start it with `rag ui` (builds the index first when it is missing or stale), or with
-`streamlit run ui/app.py` and RAG_CORPUS / RAG_INDEX set. It uses only the public API of `rag`. Archive and
-user text is always shown escaped (`chat_html`): nothing from the corpus is rendered as HTML or Markdown."""
+`streamlit run ui/app.py` and RAG_CORPUS / RAG_INDEX set; either way it listens on 127.0.0.1 only
+(ui/.streamlit/config.toml) unless --server.address says otherwise. It uses only the public API of `rag`.
+Archive and user text is always shown escaped (`chat_html`): nothing from the corpus is rendered as HTML or
+Markdown. An error that is not the library's own is one message in the page; its detail goes to the log."""
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from typing import Any
 
@@ -31,6 +34,14 @@ PROBLEMS = {  # problem kind -> (what it means, label of the button that fixes i
     "IndexCorrupt": ("The index is damaged.", "Rebuild the index"),
 }
 _MD_SPECIAL = re.compile(r"([!-/:-@\[-`{-~])")
+log = logging.getLogger("rag.ui")
+
+
+def unexpected(exc: Exception, doing: str) -> str:
+    """One line for the page about an error that is not the library's own; the traceback goes to the log."""
+    log.error("Unexpected error while %s", doing, exc_info=exc)
+    return (f"Something went wrong while {doing} ({type(exc).__name__}); the details are in the server's log. "
+            "Try again; if it keeps happening, rebuild the index (rag index build) or report the log.")
 
 
 def plural(count: int, word: str) -> str:
@@ -66,9 +77,12 @@ def corpus_problem(settings: rag.Settings) -> str | None:
         return (f"Corpus folder {corpus} does not exist. Create it and put articles in it (.txt, .md, .jsonl or "
                 "HTML files), or start the app with: rag ui --corpus FOLDER. Then reload this page.")
     try:
-        first = next(rag.iter_articles(corpus, lambda _msg: None, settings.chunking.min_title_words), None)
+        first = next(rag.iter_articles(corpus, lambda _msg: None, settings.chunking.min_title_words,
+                                       options=settings.corpus, exclude=[settings.paths.index]), None)
     except rag.RagError as exc:
         return str(exc)
+    except Exception as exc:  # noqa: BLE001 - shown as one message, logged in full
+        return unexpected(exc, "reading the corpus folder")
     if first is None:
         return (f"Corpus folder {corpus} holds no articles. Add .txt, .md, .jsonl or .html files to it, "
                 "then reload this page.")
@@ -123,6 +137,9 @@ def export_text(answers: list[rag.Answer], fmt: str) -> str | None:
         return export_answers(answers, fmt)
     except rag.RagError:
         return None
+    except Exception as exc:  # noqa: BLE001 - no download button rather than a traceback
+        unexpected(exc, f"exporting as {fmt}")
+        return None
 
 
 def download_row(answers: list[rag.Answer], stem: str, key: str) -> None:
@@ -147,6 +164,8 @@ def ask(question: str) -> dict[str, Any]:
                                     mode, id=f"answer-{n}")
     except rag.RagError as exc:
         turn["error"] = str(exc)
+    except Exception as exc:  # noqa: BLE001 - one message in the page, the traceback in the log
+        turn["error"] = unexpected(exc, "answering this question")
     return turn
 
 
@@ -154,6 +173,13 @@ def show_answer(turn: dict[str, Any]) -> None:
     if turn["error"]:
         st.error(md(turn["error"]))
         return
+    try:
+        show_answer_body(turn)
+    except Exception as exc:  # noqa: BLE001 - a turn that cannot be drawn must not break the whole chat
+        st.error(md(unexpected(exc, "showing this answer")))
+
+
+def show_answer_body(turn: dict[str, Any]) -> None:
     answer: rag.Answer = turn["answer"]
     n = turn["n"]
     st.html(answer_html(n, answer))
@@ -192,7 +218,11 @@ except rag.RagError as exc:
     st.info("Fix rag.toml or the RAG_* environment variable named above, then reload this page.")
     st.stop()
 
-status = rag.index_status(settings)
+try:
+    status = rag.index_status(settings)
+except Exception as exc:  # noqa: BLE001 - index_status reports problems itself; this is a last resort
+    st.error(md(unexpected(exc, "checking the index")))
+    st.stop()
 running = build_jobs().get(settings)
 if not status.ready:
     if running is not None and not running.finished:
@@ -215,8 +245,8 @@ if not status.ready:
 
 try:
     engine = load_engine(hashlib.sha256(repr(settings).encode()).hexdigest(), settings)
-except rag.RagError as exc:
-    st.error(md(exc))
+except Exception as exc:  # noqa: BLE001 - the library's errors say what to do; others are logged
+    st.error(md(exc if isinstance(exc, rag.RagError) else unexpected(exc, "loading the index")))
     problem = corpus_problem(settings)
     if problem:
         st.warning(md(f"A rebuild needs the corpus: {problem}"))
@@ -252,9 +282,9 @@ with st.sidebar:
     try:
         documents = indexed_documents((str(settings.paths.index), status.built_at, status.documents, status.chunks),
                                       engine)
-    except rag.RagError as exc:
+    except Exception as exc:  # noqa: BLE001 - the library's errors say what to do; others are logged
         documents = []
-        st.error(md(exc))
+        st.error(md(exc if isinstance(exc, rag.RagError) else unexpected(exc, "listing the articles")))
     by_id = {d.doc_id: d for d in documents}
     if "doc_filter" in st.session_state:  # a rebuild may have removed selected articles
         st.session_state.doc_filter = [i for i in st.session_state.doc_filter if i in by_id]

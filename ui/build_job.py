@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from pathlib import Path
@@ -44,6 +45,7 @@ class BuildJob:
         except rag.RagError as exc:
             self.error = str(exc)
         except Exception as exc:  # noqa: BLE001 - shown in the page instead of a traceback
+            logging.getLogger("rag.ui").error("The index build failed", exc_info=exc)
             self.error = (f"The build failed unexpectedly ({type(exc).__name__}: {exc}). "
                           "The live index is unchanged; try again or run: rag index build")
         finally:
