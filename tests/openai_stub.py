@@ -24,7 +24,7 @@ class Recorded:
 @dataclass
 class OpenAIStub:
     """Set `content` (the assistant's answer), or `raw_body` (sent as is), `status` and `delay` (seconds).
-    Hostile modes: `redirect_to` answers 307 with that Location; `drip` sends the whole response (status line
+    Hostile modes: `redirect_to` answers with that Location (`status` when it is a 3xx, else 307); `drip` sends the whole response (status line
     and headers too, unless `drip_body_only`) one byte every `drip` seconds."""
 
     content: str = ""
@@ -54,7 +54,8 @@ class OpenAIStub:
                     self._send(404, b'{"error": {"message": "not found"}}')
                     return
                 if stub.redirect_to is not None:
-                    self._send(307, b"", {"Location": stub.redirect_to})
+                    code = stub.status if 300 <= stub.status < 400 else 307
+                    self._send(code, b"", {"Location": stub.redirect_to})
                     return
                 time.sleep(stub.delay)
                 self._send(stub.status, stub.raw_body if stub.raw_body is not None else json.dumps({
