@@ -79,11 +79,12 @@ class Walk:
     def rel(self, path: Path) -> str:
         return path.relative_to(self.corpus).as_posix() if path.is_relative_to(self.corpus) else str(path)
 
-    def refusal(self, path: Path) -> tuple[str, str] | None:
-        """(why, what to do) when `path` may not be read as a file of this corpus, else None."""
+    def refusal(self, path: Path, real: str | None = None) -> tuple[str, str] | None:
+        """(why, what to do) when `path` (whose resolved form is `real`, when known) may not be read as a file
+        of this corpus, else None."""
         if not path.is_relative_to(self.corpus) or ".." in path.relative_to(self.corpus).parts:
             return f"not inside the corpus folder {self.corpus}", "Give a path inside it."
-        real = os.path.realpath(path)
+        real = real or os.path.realpath(path)
         if not self.inside(real):
             if not os.path.exists(real):
                 return f"a broken link (to {real})", "Fix or remove the link."
@@ -114,9 +115,9 @@ class Walk:
             raise CorpusMissing(f"Corpus path {corpus} is not a folder. Pass a folder with --corpus DIR.")
         found: list[Path] = []
         seen = {self.root}
-        stack = [corpus]
+        stack = [(corpus, self.root)]  # (folder, where it really is): resolving each path anew is quadratic
         while stack:
-            folder = stack.pop()
+            folder, folder_real = stack.pop()
             try:
                 with os.scandir(folder) as it:
                     entries = sorted(it, key=lambda e: e.name)
@@ -134,19 +135,20 @@ class Walk:
                     continue
                 try:
                     is_dir = entry.is_dir()  # follows links
+                    link = entry.is_symlink()
                 except OSError:
-                    is_dir = False
+                    is_dir, link = False, True
+                real = os.path.realpath(path) if link else os.path.join(folder_real, entry.name)
                 if not is_dir:
-                    problem = self.refusal(path)
+                    problem = self.refusal(path, real)
                     if problem:
                         warn(f"{self.rel(path)}: {problem[0]}, skipped. {problem[1]}")
                     else:
                         found.append(path)
                     continue
-                real = os.path.realpath(path)
                 if real in self.exclude or real in seen:
                     continue  # the index folder, or a folder already read (a link back into the corpus)
-                if entry.is_symlink():
+                if link:
                     if self.inside(real):
                         continue  # read where it really is
                     if not self.follow:
@@ -154,7 +156,7 @@ class Walk:
                              "Copy it into the corpus, or set corpus.follow_outside_links = true.")
                         continue
                 seen.add(real)
-                stack.append(path)
+                stack.append((path, real))
         return sorted(found, key=lambda p: p.relative_to(corpus).parts)
 
 
