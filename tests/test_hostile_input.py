@@ -358,14 +358,28 @@ def test_files_and_records_over_the_size_limit_are_skipped_with_a_warning(tmp_pa
 
 # --- item 9: odd input that used to stop the build ---------------------------------------------------------------
 
-def test_any_depth_of_nesting_is_read(built: Built) -> None:
-    deep = built.corpus
-    for _ in range(1100):  # one level at a time: os.makedirs itself recurses
-        deep = deep / "d"
-        deep.mkdir()
-    (deep / "bottom.txt").write_text(GOOD.replace("Harbour", "Deep harbour"), encoding="utf-8")
+@pytest.fixture
+def deep_folders(built: Built):  # noqa: ANN201
+    """1,100 nested folders in the corpus, made and removed one level at a time (os.makedirs and
+    shutil.rmtree recurse, and pytest's own clean-up of old temporary folders would fail on them)."""
+    levels = [built.corpus / "d"]
+    for _ in range(1099):
+        levels.append(levels[-1] / "d")
+    for level in levels:
+        level.mkdir()
+    yield levels[-1]
+    for level in reversed(levels):
+        for path in level.iterdir():
+            if not path.is_dir():
+                path.unlink()
+        level.rmdir()
+
+
+def test_any_depth_of_nesting_is_read(built: Built, deep_folders: Path) -> None:
+    (deep_folders / "bottom.txt").write_text(GOOD.replace("Harbour", "Deep harbour"), encoding="utf-8")
     built.build()
     assert sorted(d.source.rsplit("/", 1)[-1] for d in built.docs().values()) == ["bottom.txt", "good.txt"]
+    assert rag.index_status(built.settings).corpus_changed == []
 
 
 def test_odd_files_are_skipped_one_warning_each(built: Built) -> None:
