@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -532,3 +533,108 @@ def test_a_full_disk_is_one_line_and_the_live_index_keeps_serving(tmp_path: Path
     assert live_generation(b.index).name == live
     assert rag.verify_index(b.settings)["documents"] == 80
     assert sorted(p.name for p in b.index.iterdir() if p.name.startswith("gen-")) == [live]
+
+
+# --- through the front door, with the real model ---------------------------------------------------------------
+
+def rag_command() -> list[str]:
+    script = Path(sys.executable).with_name("rag")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "rag.cli"]
+
+
+def clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("RAG_") and k != "OPENAI_API_KEY"}
+
+
+HOSTILE_TITLE = "Ferry \x1b]0;owned\x07 strike \x1b[31mends\x1b[0m after the union \u202eaccepts\u202c the offer"
+HOSTILE_BODY = ("The ferry strike ended on Tuesday \x1b]8;;http://evil.example\x07after talks\x1b]8;;\x07, the union "
+                "said.\x9b31m Boats sailed again at noon.\r\n")
+
+
+@pytest.fixture(scope="module")
+def kitchen_sink(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """A corpus with every kind of bad input beside three good articles, and a folder outside it."""
+    root = tmp_path_factory.mktemp("sink")
+    corpus, outside = root / "corpus", root / "outside"
+    corpus.mkdir()
+    outside.mkdir()
+    (outside / "passwd.txt").write_text(f"A secret line that is long enough to be a title\n\n{SECRET}.\n")
+    shutil.copy(CORPUS / "with_meta.txt", corpus / "with_meta.txt")
+    (corpus / "hostile.txt").write_text(f"{HOSTILE_TITLE}\n\n{HOSTILE_BODY}", encoding="utf-8")
+    (corpus / "feed.jsonl").write_text(
+        json.dumps({"id": "surrogate", "title": "Lone \ud800 surrogate",
+                    "text": "The harbour reopened \ud800 on Monday after repairs. Ferries resumed."}) + "\n"
+        + "{not json\n" + json.dumps({"id": "surrogate", "text": "A second record with a taken id."}) + "\n",
+        encoding="utf-8")
+    (corpus / "leak.txt").symlink_to(outside / "passwd.txt")
+    (corpus / "empty.txt").write_text("")
+    (corpus / "latin1.txt").write_bytes("Caf\xe9 prices rise again in the old town this winter".encode("latin-1"))
+    (corpus / "picture.txt").write_bytes(b"\x89PNG\x00\x00\x00")
+    (corpus / "report.pdf").write_bytes(b"%PDF-1.4")
+    (corpus / "with_meta.meta.toml").write_text('author = ["Ann Lee", "Bo Chan"]\ndate = "2026-02-30"\n')
+    (corpus / "deep.jsonl").write_text("[" * 50_000 + "]" * 50_000 + "\n")
+    (corpus / os.fsdecode(b"na\xefve.txt")).write_text(GOOD)
+    os.mkfifo(corpus / "pipe.md")
+    return corpus, root / "index", outside
+
+
+@pytest.mark.slow
+def test_every_bad_input_is_one_warning_and_the_good_articles_are_indexed(kitchen_sink) -> None:  # noqa: ANN001
+    corpus, index, _outside = kitchen_sink
+    result = cli("index", "build", "--corpus", corpus, "--index", index, "--json")
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output
+    report = json.loads(result.stdout)
+    assert report["documents"] == 3 and len(report["warnings"]) == 12, report["warnings"]
+    shown = [line for line in result.stderr.splitlines()]
+    assert len(shown) == 12 and all(line.startswith("warning: ") for line in shown)
+    for name in ("feed.jsonl:1", "feed.jsonl:2", "feed.jsonl:3", "leak.txt", "empty.txt", "latin1.txt",
+                 "picture.txt", "report.pdf", "with_meta.meta.toml", "deep.jsonl:1", "na\\udcefve.txt", "pipe.md"):
+        assert sum(line.startswith(f"warning: {name}") for line in shown) == 1, (name, shown)
+    assert "\x1b" not in result.output and "\udcef" not in result.output
+    settings = make_settings(corpus, index)
+    docs = {d.doc_id: d for d in rag.indexed_documents(settings)}
+    assert sorted(d.source for d in docs.values()) == ["feed.jsonl", "hostile.txt", "with_meta.txt"]
+    assert dict(next(d for d in docs.values() if d.source == "with_meta.txt").metadata)["author"] == "Ann Lee; Bo Chan"
+    assert docs["surrogate"].title == "Lone \ufffd surrogate"
+    assert rag.source_text(corpus, "feed.jsonl", "surrogate") == \
+        "The harbour reopened \ufffd on Monday after repairs. Ferries resumed."
+    hits = rag.search("harbour reopened after repairs", settings=settings)
+    assert hits and hits[0].chunk.doc_id == "surrogate"
+    assert all("ZEBRAFISH" not in h.chunk.text for h in rag.search("ZEBRAFISH secret root", 10, settings=settings))
+    assert rag.index_status(settings).corpus_changed == []
+
+
+@pytest.mark.slow
+def test_terminal_output_never_carries_escape_sequences(kitchen_sink) -> None:  # noqa: ANN001
+    corpus, index, _outside = kitchen_sink
+    if not (index / CURRENT).exists():
+        rag.build_index(make_settings(corpus, index), warn=lambda _m: None)
+    paths = ["--corpus", corpus, "--index", index]
+    outputs = [cli("search", "ferry strike union", *paths), cli("ask", "When did the ferry strike end?", *paths),
+               cli("corpus", "list", *paths), cli("search", "ferry strike union", "--json", *paths),
+               cli("ask", "When did the ferry strike end?", "--json", *paths)]
+    for result in outputs:
+        assert result.exit_code == 0 and "Traceback" not in result.output, result.output
+        assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]", result.output), result.output
+    assert "\\x1b]0;owned\\x07" in outputs[0].stdout and "\\u202e" in outputs[0].stdout
+    assert "\\x1b]8;;http://evil.example\\x07" in outputs[0].stdout
+    passage = json.loads(outputs[3].stdout)["passages"][0]
+    assert "\x1b]8;;http://evil.example\x07" in passage["text"]  # JSON keeps the data, as escapes
+    assert passage["text"] == rag.source_text(corpus, passage["source"], passage["doc_id"])[
+        passage["start"]:passage["end"]]
+
+
+@pytest.mark.slow
+def test_a_question_or_filter_that_is_not_utf8_or_names_no_article_is_one_line(bundled_index: rag.Settings,
+                                                                               tmp_path: Path) -> None:
+    paths = ["--index", str(bundled_index.paths.index), "--corpus", str(bundled_index.paths.corpus)]
+    for command in ("ask", "search"):
+        proc = subprocess.run([*rag_command(), command, b"Who signed the treaty \xff?", *paths],
+                              capture_output=True, cwd=tmp_path, env=clean_env(), timeout=300)
+        assert proc.returncode == 1 and b"Traceback" not in proc.stderr
+        assert proc.stderr.decode().strip() == ("error: The question holds a byte that is not UTF-8 text (at "
+                                                "character 23). Retype it, or re-save the file it came from as UTF-8.")
+    one_line_error(cli("ask", "Who signed the treaty?", "--doc", "NO_SUCH_ID", *paths),
+                   "The index holds no article with id 'NO_SUCH_ID'", "rag corpus list")
+    one_line_error(cli("search", "treaty", "--doc", "caf\udce9", *paths), "is not text")
