@@ -171,10 +171,10 @@ def check_reply(reply: str, hits: Sequence[Hit]) -> LLMReply:
             resolved.append((match, cites))
         clause = _unsupported_clause(plain, [c for _, cs in resolved for c in cs], used) if used else None
         if not valid or not used:
-            (unsupported if valid else unmarked).append(sentence)
+            (unsupported if valid else unmarked).append(_quote(sentence))
             removed.append(sentence)
         elif clause is not None:
-            unsupported.append(f"{sentence} (not supported: {_quote(clause)})")
+            unsupported.append(f"{_quote(sentence)} (not supported: {_quote(clause)})")
             removed.append(sentence)
         else:
             kept.append((gap, sentence, resolved))
@@ -182,7 +182,7 @@ def check_reply(reply: str, hits: Sequence[Hit]) -> LLMReply:
                 notices.append(f"Dropped {dropped} marker{_s(dropped)} whose passage does not support the "
                                f"sentence {_quote(sentence)}.")
     if out_of_range:
-        wrong = _listed([f"[{n}]" for n in out_of_range], quoted=False)
+        wrong = _listed([f"[{n}]" for n in out_of_range], ", ")
         notices.insert(0, f"Ignored marker{_s(len(out_of_range))} {wrong}: there "
                           f"{'is' if len(hits) == 1 else 'are'} only {len(hits)} passage{_s(len(hits))}.")
     if unmarked:
@@ -201,10 +201,9 @@ def check_reply(reply: str, hits: Sequence[Hit]) -> LLMReply:
     return LLMReply(text, citations, tuple(notices), tuple(removed))
 
 
-def _listed(items: Sequence[str], quoted: bool = True) -> str:
+def _listed(items: Sequence[str], separator: str = "; ") -> str:
     """The first SHOWN items and how many more there are."""
-    head = "; ".join(map(_quote, items[:SHOWN])) if quoted else ", ".join(items[:SHOWN])
-    return head + (f" and {len(items) - SHOWN} more" if len(items) > SHOWN else "")
+    return separator.join(items[:SHOWN]) + (f" and {len(items) - SHOWN} more" if len(items) > SHOWN else "")
 
 
 def _unsupported_clause(plain: str, citations: list[Citation], used: list[_Passage]) -> str | None:
