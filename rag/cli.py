@@ -127,9 +127,9 @@ def index_build(corpus: Optional[Path] = CorpusOpt, index: Optional[Path] = Inde
         if report.full and report.full_reason not in ("no previous index", None):
             _echo(f"Full rebuild: {report.full_reason}.")
         _echo(f"Indexed {report.documents} articles in {report.chunks} chunks ({report.seconds:.1f}s): "
-                   f"{report.added} added, {report.changed} changed, {report.removed} removed, "
-                   f"{report.unchanged} unchanged; {report.chunks_embedded} chunks embedded, "
-                   f"{report.chunks_reused} reused.")
+              f"{report.added} added, {report.changed} changed, {report.removed} removed, "
+              f"{report.unchanged} unchanged; {report.chunks_embedded} chunks embedded, "
+              f"{report.chunks_reused} reused.")
         _echo(f"Live index: {report.index}")
 
 

@@ -89,7 +89,8 @@ class LLMSettings:
     base_url: str = _f("", "Base URL of an OpenAI-compatible API, e.g. http://127.0.0.1:8000/v1.")
     model: str = _f("", "Model name sent to the endpoint.")
     api_key: str = _f("", "API key (also read from RAG_LLM_API_KEY or OPENAI_API_KEY).")
-    timeout: float = _f(30.0, "Seconds to wait for the endpoint before falling back to the extractive answer.")
+    timeout: float = _f(30.0, "Seconds the whole request may take (connecting, waiting and reading the reply) "
+                        "before the extractive answer is used instead.")
     temperature: float = _f(0.0, "Sampling temperature.")
 
 
