@@ -355,7 +355,7 @@ def _write_generation(gen: Path, settings: Settings, embedder: Embedder, setting
         "store": {"type": settings.store.type, "nlist": settings.store.nlist, "hnsw_m": settings.store.hnsw_m},
         "bm25": {"library": "bm25s", "stemmer": "english", "stopwords": "rag.lexical.STOPWORDS"},
         "settings_hash": settings_hash,
-        "corpus": str(settings.paths.corpus.resolve()),
+        "corpus": os.fsencode(settings.paths.corpus.resolve()).decode("utf-8", "replace"),  # informational
         "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "counts": {"documents": n_docs, "chunks": n_chunks, "sentences": n_sents},
         "sources": {rel: info.to_dict() for rel, info in sorted(sources.items())},

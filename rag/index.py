@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 from dataclasses import dataclass
@@ -73,8 +74,19 @@ def is_generation(path: Path) -> bool:
     return isinstance(manifest, dict) and "format_version" in manifest and "files" in manifest
 
 
+def check_utf8_path(root: Path) -> None:
+    """SQLite opens files by UTF-8 names: an index folder whose path is not UTF-8 cannot hold an index."""
+    try:
+        str(root).encode("utf-8")
+    except UnicodeEncodeError:
+        shown = os.fsencode(root).decode("utf-8", "backslashreplace")
+        raise IndexFolderRefused(f"Index folder {shown} has a name that is not UTF-8, which SQLite cannot open. "
+                                 "Rename it or pass another folder with --index DIR.") from None
+
+
 def check_index_folder(root: Path) -> None:
     """Refuse to build into a folder that holds anything but an index of ours (hidden files aside)."""
+    check_utf8_path(root)
     if not root.exists() and not root.is_symlink():
         return
     if not root.is_dir():
@@ -95,6 +107,7 @@ def check_index_folder(root: Path) -> None:
 
 def live_generation(root: Path) -> Path:
     """The folder of the live generation; IndexMissing when none was ever completed."""
+    check_utf8_path(root)
     pointer = root / CURRENT
     if not pointer.exists() and not pointer.is_symlink():
         raise IndexMissing(f"No index yet in {root}. Build one with: rag index build --index {root}")

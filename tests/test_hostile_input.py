@@ -428,6 +428,21 @@ def test_a_file_name_that_is_not_utf8_is_skipped_with_a_warning(built: Built) ->
     assert "warning: caf\\udce9 news.txt: file name is not UTF-8" in result.stderr
 
 
+def test_folders_whose_names_are_not_utf8(tmp_path: Path, fake_model: Path) -> None:
+    b = Built(tmp_path, fake_model)
+    b.corpus = tmp_path / os.fsdecode(b"caf\xe9")  # a corpus folder so named: read
+    b.corpus.mkdir()
+    b.settings = b.settings.with_paths(corpus=b.corpus)
+    (b.corpus / "good.txt").write_text(GOOD, encoding="utf-8")
+    b.build()
+    assert len(b.docs()) == 1 and rag.index_status(b.settings).corpus_changed == []
+    index = tmp_path / os.fsdecode(b"ind\xe9x")  # an index there cannot be opened by SQLite: refused, in one line
+    with pytest.raises(rag.IndexFolderRefused, match=r"ind\\xe9x has a name that is not UTF-8"):
+        rag.build_index(b.settings.with_paths(index=index), embedder=b.embedder())
+    one_line_error(cli("search", "strike", "--index", index), "ind\\xe9x has a name that is not UTF-8")
+    assert not index.exists()
+
+
 def test_sidecar_values_of_the_wrong_kind_are_refused_and_a_list_of_authors_accepted(built: Built) -> None:
     (built.corpus / "good.meta.toml").write_text('author = ["Ann Lee", "Bo Chan"]\nurl = { x = 1 }\n'
                                                  'date = "2026-13-45"\npublisher = "Daily"\n'
