@@ -50,8 +50,7 @@ def _warn_default(message: str) -> None:
 
 def _valid_text(text: str) -> tuple[str, int]:
     """`text` with each lone surrogate replaced by U+FFFD (same length, so offsets hold), and how many."""
-    fixed, count = _SURROGATE.subn("\ufffd", text)
-    return fixed, count
+    return _SURROGATE.subn("\ufffd", text)
 
 
 def _human(size: int) -> str:
