@@ -100,6 +100,7 @@ class _Reader:
         self.min_title_words = min_title_words
         self.max_bytes = options.max_bytes
         self.max_mb = options.max_file_mb
+        self.sidecar_limit = min(self.max_bytes, SIDECAR_MAX_BYTES)
         self.owners: dict[str, str] = {}  # doc_id -> where it was read ("file" or "file:line")
         self.sources = sources if sources is not None else {}
 
@@ -189,14 +190,14 @@ class _Reader:
 
     def _read_sidecar(self, candidate: Path, rel: str) -> dict[str, Any] | None:
         try:
-            raw, info = read_bounded(candidate, SIDECAR_MAX_BYTES)
+            raw, info = read_bounded(candidate, self.sidecar_limit)
         except OSError as exc:
             self.warn(f"{rel}: metadata sidecar cannot be read ({exc.strerror or exc}); its metadata is ignored. "
                       "Fix its permissions.")
             return None
         self.sources[rel] = info
         if raw is None:
-            self.warn(f"{rel}: metadata sidecar over {SIDECAR_MAX_BYTES // 1_000_000} MB; its metadata is ignored. "
+            self.warn(f"{rel}: metadata sidecar over {_human(self.sidecar_limit)}; its metadata is ignored. "
                       "A sidecar holds a few lines of metadata.")
             return None
         try:
@@ -216,6 +217,11 @@ class _Reader:
                 if path.name[: -len(SIDECAR)] not in owned:
                     self.warn(f"{rel}: metadata sidecar of no file (no {path.name[: -len(SIDECAR)]}.* beside it), "
                               "ignored. Name it after its file, e.g. story.txt.meta.toml.")
+                if rel not in self.sources:  # fingerprinted even when unused, so it does not count as new later
+                    try:
+                        self.sources[rel] = read_bounded(path, self.sidecar_limit)[1]
+                    except OSError:
+                        pass
                 continue
             suffix = path.suffix.lower()
             if suffix not in SUPPORTED:

@@ -389,6 +389,8 @@ def test_odd_files_are_skipped_one_warning_each(built: Built) -> None:
     (c / "nested.jsonl").write_text("[" * 100_000 + "]" * 100_000 + "\n"
                                     + json.dumps({"id": "ok", "text": "Still read."}) + "\n")
     (c / "binary.jsonl").write_bytes(b'{"id": "x"\x00\x01\x02}\n')
+    (c / "image.txt").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
+    (c / "image.txt.meta.toml").write_text('publisher = "Unused"\n')  # its file is skipped: never read
     (c / "deep.meta.toml").write_text("a = " + "[" * 5000 + "]" * 5000 + "\n")
     (c / "deep.txt").write_text(GOOD.replace("Harbour", "Deep"), encoding="utf-8")
     (c / "orphan.txt.meta.toml").write_text('publisher = "Nobody"\n')
@@ -400,6 +402,7 @@ def test_odd_files_are_skipped_one_warning_each(built: Built) -> None:
     warned(w, "good.txt.meta.toml", "metadata sidecar ignored: a folder, not a regular file")
     warned(w, "nested.jsonl:1", "not valid JSON (nested too deeply), line skipped", "Fix the line")
     warned(w, "binary.jsonl", "binary file, skipped")
+    warned(w, "image.txt", "binary file, skipped")
     warned(w, "deep.meta.toml", "not valid TOML (nested too deeply)")
     warned(w, "orphan.txt.meta.toml", "metadata sidecar of no file", "Name it after its file")
     types = [x for x in w if x.startswith("types.jsonl:1")]
@@ -409,7 +412,8 @@ def test_odd_files_are_skipped_one_warning_each(built: Built) -> None:
     assert any("metadata 'url' must be text, not a table" in x for x in types)
     assert any("metadata 'date' '2026-13-45' is not a date; use YYYY-MM-DD" in x for x in types)
     assert any("metadata 'publisher' must be text, not true or false" in x for x in types)
-    assert len(w) == 10, w
+    assert len(w) == 11, w
+    assert rag.index_status(built.settings).corpus_changed == []  # sidecars read or not, all fingerprinted
     docs = built.docs()
     odd = docs["types/line-1"]
     assert dict(odd.metadata) == {"author": "A. One; B. Two"} and odd.title == "types/line-1"
