@@ -128,7 +128,7 @@ def live_generation(root: Path) -> Path:
 
 def pointer_problem(pointer: Path) -> str:
     """The message for a `CURRENT` that is not a plain file, which no build can replace."""
-    kind = "a link" if pointer.is_symlink() else "a folder" if pointer.is_dir() else "not a regular file"
+    kind = "a link" if pointer.is_symlink() else "a folder" if pointer.is_dir() else "a special file"
     return (f"{pointer} is {kind}, not the file naming the live generation. Move it out of the way "
             f"(mv {pointer} {pointer}.old), then rebuild with: rag index build --index {pointer.parent}")
 
