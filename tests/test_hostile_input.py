@@ -325,9 +325,9 @@ def long_line(chars: int) -> str:
 def test_a_megabyte_line_builds_in_bounded_time_with_exact_offsets(built: Built) -> None:
     text = long_line(1_400_000)
     (built.corpus / "long.txt").write_text(text, encoding="utf-8")
-    began = time.monotonic()
+    began = time.process_time()  # CPU time: a busy machine does not make it look slow
     report = built.build()
-    assert time.monotonic() - began < 180, "sentence splitting must stay linear in the line length"
+    assert time.process_time() - began < 120, "sentence splitting must stay linear in the line length"
     assert report.documents == 2 and report.sentences > 1000 and built.warnings == []
     gen = live_generation(built.index)
     with sqlite3.connect(gen / "chunks.sqlite") as db:

@@ -70,13 +70,13 @@ def test_a_redirect_is_not_followed_and_the_key_goes_nowhere(openai_stub: OpenAI
 @pytest.mark.parametrize("body_only", [False, True], ids=["headers-dripped", "body-dripped"])
 def test_a_server_dripping_bytes_is_cut_off_at_the_timeout(openai_stub: OpenAIStub, body_only: bool) -> None:
     openai_stub.content = GOOD
-    openai_stub.drip, openai_stub.drip_body_only = 0.05, body_only  # a byte every 50 ms: ~20 s for the reply
+    openai_stub.drip, openai_stub.drip_body_only = 0.2, body_only  # a byte every 0.2 s: a minute for the reply
     began = time.monotonic()
     message = refused(openai_stub, settings_for(openai_stub, timeout=1.0))
     took = time.monotonic() - began
     assert "did not answer within 1 s" in message
-    assert took < 2.5, took  # the whole request, not each read
-    assert openai_stub.dripped > 5  # it did get bytes: the deadline, not a read timeout, stopped it
+    assert took < 15, took  # the whole request, not each read (margin for a busy machine)
+    assert openai_stub.dripped >= 2  # bytes kept coming (no read waited 1 s): the deadline stopped it
 
 
 def test_a_quick_server_is_not_cut_off(openai_stub: OpenAIStub) -> None:
@@ -91,22 +91,22 @@ def test_a_quick_server_is_not_cut_off(openai_stub: OpenAIStub) -> None:
 def test_a_huge_reply_is_refused_without_reading_it(openai_stub: OpenAIStub) -> None:
     openai_stub.raw_body = json.dumps({"choices": [{"message": {"content": GOOD * 250_000}}]}).encode()  # 12 MB
     tracemalloc.start()
-    began = time.monotonic()
+    began = time.process_time()  # CPU time: a busy machine does not make it look slow
     try:
         message = refused(openai_stub, settings_for(openai_stub))
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
     assert f"sent a reply of more than {MAX_REPLY_BYTES // 1_000_000} MB" in message
-    assert time.monotonic() - began < 5
+    assert time.process_time() - began < 30  # reading and checking 12 MB took minutes
     assert peak < 20 * MAX_REPLY_BYTES, peak
 
 
 def test_a_long_reply_under_the_cap_is_checked_in_linear_time(openai_stub: OpenAIStub) -> None:
     openai_stub.content = (GOOD + " The moon is made of cheese [1]. ") * 9000  # ~0.8 MB
-    began = time.monotonic()
-    reply = ask_llm(QUESTION, HITS, settings_for(openai_stub, timeout=30.0))
-    assert time.monotonic() - began < 20
+    began = time.process_time()  # CPU time: a busy machine does not make it look slow
+    reply = ask_llm(QUESTION, HITS, settings_for(openai_stub, timeout=600.0))
+    assert time.process_time() - began < 60  # a quadratic check takes several minutes here
     assert reply.text.count("[1]") == 9000 and "cheese" not in reply.text
     assert len(reply.notices) == 1 and reply.notices[0].endswith("and 8995 more")
 
@@ -198,10 +198,10 @@ def test_the_engine_falls_back_to_the_extractive_answer_with_a_notice(llm_index:
     assert answer.mode == "extractive" and answer.text == extractive.text
     assert len(answer.notices) == 1 and "redirects are not followed" in answer.notices[0]
     assert other.requests == []
-    openai_stub.redirect_to, openai_stub.content, openai_stub.drip = None, GOOD, 0.05
+    openai_stub.redirect_to, openai_stub.content, openai_stub.drip = None, GOOD, 0.2
     began = time.monotonic()
     answer = engine.ask(ASK, mode="llm")
-    assert time.monotonic() - began < 3 and answer.text == extractive.text
+    assert time.monotonic() - began < 15 and answer.text == extractive.text
     assert "did not answer within 1 s" in answer.notices[0]
 
 
@@ -232,5 +232,5 @@ def test_rag_ask_llm_prints_escaped_model_text_and_one_note(llm_index: rag.Setti
 def test_settings_replace_keeps_the_deadline_semantics(openai_stub: OpenAIStub) -> None:
     """A timeout is a limit on the whole request: a reply that arrives in time is used."""
     openai_stub.content, openai_stub.delay = GOOD, 0.3
-    reply = ask_llm(QUESTION, HITS, replace(settings_for(openai_stub), timeout=2.0))
+    reply = ask_llm(QUESTION, HITS, replace(settings_for(openai_stub), timeout=20.0))
     assert reply.text == GOOD
