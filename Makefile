@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 # torch 2.13.0 as a CPU build: this machine's pip finds it on disk; elsewhere set TORCH_INDEX to the CPU wheel index.
 TORCH_INDEX ?=
 
-.PHONY: setup index run test bench clean
+.PHONY: setup index run test bench reader clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -29,6 +29,11 @@ bench: setup
 	$(PY) benchmarks/bench_index.py
 	$(PY) benchmarks/bench_query.py
 	$(PY) benchmarks/bench_scale.py
+
+# Retrain the shipped answer reader (about an hour on two cores) from the SQuAD 2.0 excerpts beside the repository.
+SQUAD ?= ../shared/eval/squad2
+reader: setup
+	$(VENV)/bin/rag reader train --squad $(SQUAD)/train-part.json --squad $(SQUAD)/dev-part.json --output rag/reader/model
 
 clean:
 	rm -rf $(VENV) index/gen-* index/CURRENT index/build.lock

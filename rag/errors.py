@@ -53,3 +53,12 @@ class LLMUnavailable(RagError):
 
 class ExportError(RagError):
     """A citation export was asked for in an unknown format or could not be written."""
+
+
+class ReaderError(RagError):
+    """The answer reader's model files are missing, corrupted or from another version."""
+
+
+class SpanError(RagError):
+    """A citation whose quote is not the exact span of its source that it claims to be (a bug, never shown as
+    an answer)."""
