@@ -40,19 +40,27 @@ def bench_bundled(rounds: int) -> None:
     settings = rag.load_settings(env={}).with_paths(work / "corpus", work / "index")
     rag.build_index(settings)
     engine = rag.Engine(settings)
+    off = rag.Engine(settings.update("answer", reader="off"))
     questions = queries_from_corpus(settings) + ["What is the boiling point of water?", "nuclear treaty"]
     for q in questions:  # warm-up
         engine.ask(q)
-    search_ms, ask_ms = [], []
+        off.ask(q)
+    search_ms, ask_ms, off_ms, read_ms = [], [], [], []
     for _ in range(rounds):
         for q in questions:
             t0 = time.perf_counter()
             engine.search(q)
             search_ms.append((time.perf_counter() - t0) * 1000)
             t0 = time.perf_counter()
-            engine.ask(q)
+            answer = engine.ask(q)
             ask_ms.append((time.perf_counter() - t0) * 1000)
-    print(f"bundled corpus, warm: search {summary(search_ms)}; ask {summary(ask_ms)}")
+            read_ms.append(answer.timings["read_ms"])
+            t0 = time.perf_counter()
+            off.ask(q)
+            off_ms.append((time.perf_counter() - t0) * 1000)
+    print(f"bundled corpus, warm: search {summary(search_ms)}")
+    print(f"  ask, reader on:  {summary(ask_ms)} (of which first stage + reader {summary(read_ms)})")
+    print(f"  ask, reader off: {summary(off_ms)}")
     shutil.rmtree(work, ignore_errors=True)
 
 

@@ -14,7 +14,7 @@ from .corpus import Article, iter_articles, load_documents, source_text
 from .engine import Engine, get_engine
 from .errors import (BadQuestion, CorpusEmpty, CorpusMissing, ExportError, IndexCorrupt, IndexFolderRefused,
                      IndexLocked, IndexMismatch, IndexMissing, IndexWriteFailed, LLMUnavailable, RagError,
-                     SettingsError)
+                     ReaderError, SettingsError, SpanError)
 from .export import FORMATS as EXPORT_FORMATS
 from .export import export_answers, format_for_path, write_export
 from .records import Answer, Chunk, Citation, Document, Hit
@@ -33,6 +33,14 @@ def search(query: str, k: int | None = None, *, doc_ids: Sequence[str] | None = 
     return get_engine(_settings(settings, None, index)).search(query, k, doc_ids, since, until)
 
 
+def reader_info(settings: Settings | None = None) -> dict | None:
+    """Identity and held-out figures of the answer reader in force (None when `answer.reader` is off)."""
+    from .engine import load_answer_reader
+
+    reader = load_answer_reader((settings or load_settings()).answer.reader)
+    return None if reader is None else {**reader.identity, "folder": str(reader.folder)}
+
+
 def ask(question: str, k: int | None = None, *, doc_ids: Sequence[str] | None = None, since: str | None = None,
         until: str | None = None, mode: str | None = None, settings: Settings | None = None,
         index: Path | str | None = None) -> Answer:
@@ -42,8 +50,9 @@ def ask(question: str, k: int | None = None, *, doc_ids: Sequence[str] | None = 
 
 __all__ = [
     "Answer", "Article", "BadQuestion", "BuildReport", "Chunk", "Citation", "CorpusEmpty", "CorpusMissing",
-    "Document", "EXPORT_FORMATS", "Engine", "ExportError", "Hit", "IndexCorrupt", "IndexFolderRefused", "IndexLocked", "IndexMismatch", "IndexMissing",
-    "IndexStatus", "IndexWriteFailed", "LLMUnavailable", "RagError", "Settings", "SettingsError", "ask", "build_index",
+    "Document", "EXPORT_FORMATS", "Engine", "ExportError", "Hit", "IndexCorrupt", "IndexFolderRefused", "IndexLocked",
+    "IndexMismatch", "IndexMissing", "IndexStatus", "IndexWriteFailed", "LLMUnavailable", "RagError", "ReaderError",
+    "Settings", "SettingsError", "SpanError", "ask", "build_index", "reader_info",
     "describe_settings", "export_answers", "format_for_path", "get_engine", "index_info", "index_status", "indexed_documents", "iter_articles",
     "load_documents", "load_settings", "search", "source_text", "verify_index", "write_export", "__version__",
 ]

@@ -1,113 +1,95 @@
-"""Extractive answers: the sentences of the retrieved passages that best answer the question, quoted and
-attributed, each with an exact-span citation. No language model."""
+"""Extractive answers: the sentences of the retrieved passages that answer the question, quoted and
+attributed, each with an exact-span citation. No language model.
+
+Two stages. A cheap first stage scores every sentence of the passages against the question (embedding cosine
+of precomputed sentence vectors, the share of the question's weighted terms present, a reward for holding the
+kind of answer asked for). With the reader on (the default), the best of them are read by the trained reader,
+which decides whether each one answers the question, where the answer is inside it, and how sure it is; the
+answer leads with the sentence it trusts most and abstains when it trusts none enough. With the reader off,
+the first-stage score decides, as before."""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Sequence
 
 import numpy as np
 
+from .citations import check_citation, cite
+from .errors import SpanError
 from .index import Generation
+from .question import expected_type, parts, type_match
 from .records import Citation, Hit
+
+__all__ = ["ABSTAIN_TEXT", "Candidate", "Decision", "SpanError", "check_citation", "compose", "decide",
+           "expected_type", "read", "score_sentences", "select", "type_match", "unknown_names"]
 
 ABSTAIN_TEXT = ("The archive does not answer this question: no passage is close enough to it. "
                 "The closest passages are listed below.")
 _WORD = re.compile(r"\w+")
 
-# How a sentence's evidence score mixes its meaning match (cosine) and the share of the question's
-# weighted terms it contains. The abstention threshold applies to this score.
+# How a sentence's first-stage evidence mixes its meaning match (cosine) and the share of the question's
+# weighted terms it contains. With the reader off, the abstention threshold applies to this score.
 DENSE_WEIGHT = 0.5
 LEXICAL_WEIGHT = 0.5
-# Ranking also rewards a sentence that holds something of the kind the question asks for (a number for
-# "how many", a name for "who", ...) that the question itself does not already contain.
+# First-stage ranking also rewards a sentence that holds something of the kind the question asks for (a
+# number for "how many", a name for "who", ...) that the question itself does not already contain.
 TYPE_WEIGHT = 0.15
 # A name in the question (a capitalised word past its first) that the archive never mentions is strong
 # evidence that it cannot answer; each such name lowers every sentence's score by this share of the penalty.
 UNKNOWN_NAME_PENALTY = 0.15
 _NAME = re.compile(r"(?<=\w[\s,;:(])[\s\"“‘'(]*([A-Z][\w’'-]+)")
-# Runners-up join the best sentence when their rank is at least this share of the best one's.
+# Without the reader, runners-up join the best sentence when their rank is at least this share of the best.
 RUNNER_UP = 0.75
+# With the reader, a sentence from another article joins the best one when the reader trusts it nearly as much.
+SECOND_SOURCE = 0.85
 
-_NUMBER_WORDS = ("one two three four five six seven eight nine ten eleven twelve dozen dozens twenty thirty forty "
-                 "fifty hundred hundreds thousand thousands million millions billion billions trillion half "
-                 "quarter third percent").split()
-_NUMBER = re.compile(r"\d|\b(?:" + "|".join(_NUMBER_WORDS) + r")\b", re.I)
-_MONTHS = ("january february march april may june july august september october november december "
-           "monday tuesday wednesday thursday friday saturday sunday").split()
-_DATE = re.compile(r"\b(?:" + "|".join(_MONTHS) + r")\b|\b(?:1[5-9]|20)\d{2}\b|\b(?:yesterday|today|"
-                   r"tomorrow|ago|last (?:week|month|year)|next (?:week|month|year)|earlier this \w+)\b", re.I)
-_CAPS = re.compile(r"[A-Z][\w’'.-]*(?:\s+(?:of|the|for|and|de|al)?\s*[A-Z][\w’'.-]*)*")
-_PLACE = re.compile(r"\b(?:in|at|near|from|to|outside|inside)\s+(?:the\s+)?([A-Z][\w’'-]*(?:\s+[A-Z][\w’'-]*)*)")
-_NOT_NOUNS = {"is", "are", "was", "were", "do", "does", "did", "has", "have", "had", "can", "could", "will",
-              "would", "should", "the", "a", "an", "of", "kind", "sort", "type"}
+# A quote whose speaker is only a pronoun ("He added that ...", "“...,” she said"): the sentence before it that
+# names someone joins the quote.
+_SPEECH = (r"(?:said|says|told|added|urged|warned|noted|stated|argued|claimed|accused|explained|insisted|stressed|"
+           r"wrote|continued|asserted|suggested|believes|believed|thinks|thought|called|described|replied|recalled|"
+           r"announced|admitted|acknowledged|emphasized|emphasised|reiterated|declared|remarked)")
+_PRONOUN_SPEAKER = re.compile(rf"^[\"“‘'\s]*(?:He|She|They)\b|\b(?:he|she|they)\s+{_SPEECH}\b")
+_NOT_NAMES = r"(?!(?:He|She|They|It|We|I|You|This|That|The)\b)"
+_NAMED_SPEAKER = re.compile(rf"\b{_NOT_NAMES}[A-Z][\w’'-]+(?:\s+[A-Z][\w’'-]+)*\s+{_SPEECH}\b|"
+                            # "..., said Lavrov." names its speaker; "he said Russia has ..." does not
+                            rf"\b(?:said|says|added|wrote)\s+(?:[a-z]+\s+){{0,4}}{_NOT_NAMES}[A-Z][\w’'-]+"
+                            rf"(?:\s+[A-Z][\w’'-]+)*\s*(?:[,.;:!?]|$)|"
+                            rf"\baccording to\s+(?:[a-z]+\s+){{0,4}}{_NOT_NAMES}[A-Z][\w’'-]+")
+_PROPER = re.compile(r"(?<!^)(?<![.!?]\s)\b[A-Z][a-z’'-]+")
 
 
 @dataclass(frozen=True)
-class Scored:
+class Candidate:
+    """A sentence of a retrieved passage, scored against the question."""
+
     hit: Hit
     start: int  # absolute offsets in the source text
     end: int
     quote: str
-    score: float
+    score: float  # first-stage evidence
     dense: float
     lexical: float
-    rank: float  # score plus the answer-type reward; orders the candidates
+    rank: float  # first-stage evidence plus the answer-type reward; orders the candidates for the reader
     typed: float  # 1.0 when it holds an answer of the kind the question asks for (see type_match)
     strict: bool  # the question's kind is unmistakable (a number, a date, a place)
+    confidence: float | None = None  # the reader's calibrated probability that it answers the question
+    span: tuple[int, int] | None = None  # the answer inside the sentence, as offsets in the source text
+    previous: str = ""  # the sentence before it in its passage (context for the reader)
 
 
-class SpanError(AssertionError):
-    """A citation whose quote is not the exact span it claims to be."""
+Scored = Candidate  # the name tests and older callers use
 
 
-def check_citation(citation: Citation, hit: Hit) -> None:
-    """Assert `source_text[start:end] == quote` through the passage, which is itself a verbatim slice."""
-    chunk = hit.chunk
-    inner = chunk.text[citation.start - chunk.start:citation.end - chunk.start]
-    if not (chunk.start <= citation.start < citation.end <= chunk.end) or inner != citation.quote:
-        raise SpanError(f"citation [{citation.n}] of {citation.doc_id} is not an exact span of its source")
+@dataclass(frozen=True)
+class Decision:
+    """What to quote, or why not."""
 
-
-def expected_type(question: str) -> tuple[str | None, str | None]:
-    """(kind of answer the question asks for, its head noun for "which X" / "what X" questions)."""
-    q = question.lower()
-    if re.search(r"\bhow (?:many|much|long|old|large|big|far)\b|\bwhat (?:number|share|percentage|proportion|"
-                 r"amount|portion|fraction)\b", q):
-        return "number", None
-    if re.search(r"\bwhen\b|\bwhat (?:year|date|day|month|time)\b|\bin which (?:year|month)\b", q):
-        return "date", None
-    if re.search(r"\bwhere\b", q):
-        return "place", None
-    if re.search(r"\bwho(?:m|se)?\b", q):
-        return "name", None
-    match = re.search(r"\b(?:which|what)\s+([a-z]+)", q)
-    if match and match.group(1) not in _NOT_NOUNS:
-        return "name", match.group(1)
-    return None, None
-
-
-def type_match(sentence: str, question: str, kind: str | None, head: str | None) -> float:
-    """1.0 when the sentence holds an answer of the expected kind that the question lacks (0.5 for a plain
-    name when a "which X" question's X is not part of it), else 0."""
-    if kind is None:
-        return 0.0
-    asked = {w.lower() for w in _WORD.findall(question)}
-
-    def new(span: str) -> bool:
-        return any(w.lower() not in asked for w in _WORD.findall(span))
-
-    if kind == "number":
-        return 1.0 if any(new(m.group()) for m in _NUMBER.finditer(sentence)) else 0.0
-    if kind == "date":
-        return 1.0 if any(new(m.group()) for m in _DATE.finditer(sentence)) else 0.0
-    if kind == "place":
-        return 1.0 if any(new(m.group(1)) for m in _PLACE.finditer(sentence)) else 0.0
-    names = [m.group() for m in _CAPS.finditer(sentence) if m.start() > 0 or " " in m.group()]
-    names = [n for n in names if new(n)]
-    if head and any(head.rstrip("s") in n.lower() for n in names):
-        return 1.0
-    return 0.5 if head and names else 1.0 if names else 0.0
+    chosen: tuple[Candidate, ...]
+    abstained: bool
+    confidence: float | None
+    unanswered_parts: tuple[str, ...] = ()
 
 
 def unknown_names(gen: Generation, question: str) -> float:
@@ -118,50 +100,72 @@ def unknown_names(gen: Generation, question: str) -> float:
     return len(names - gen.lexical.known(sorted(names))) / len(names)
 
 
-def score_sentences(gen: Generation, question: str, query_vector: np.ndarray, hits: list[Hit]) -> list[Scored]:
-    """Every sentence inside the passages, scored against the question."""
-    terms = gen.lexical.terms(question)
-    idf = gen.lexical.idf(terms)
-    total = sum(idf.values()) or 1.0
-    penalty = UNKNOWN_NAME_PENALTY * unknown_names(gen, question)
+def _sentences(gen: Generation, hits: Sequence[Hit]) -> tuple[list[int], list[tuple[Hit, int, int, str]]]:
+    """Sentence rows and (passage, start, end, previous sentence) of every sentence inside the passages, each
+    once."""
     seen: set[tuple[str, int]] = set()
     rows: list[int] = []
-    meta: list[tuple[Hit, int, int]] = []
+    meta: list[tuple[Hit, int, int, str]] = []
     for hit in hits:
         doc = gen.document(hit.chunk.doc_id)
         if doc is None:
             continue
-        for row, start, end in gen.sentences_within(doc.row, hit.chunk.start, hit.chunk.end):
-            if (hit.chunk.doc_id, start) in seen:
-                continue
-            seen.add((hit.chunk.doc_id, start))
-            rows.append(row)
-            meta.append((hit, start, end))
+        previous = ""
+        chunk = hit.chunk
+        for row, start, end in gen.sentences_within(doc.row, chunk.start, chunk.end):
+            if (chunk.doc_id, start) not in seen:
+                seen.add((chunk.doc_id, start))
+                rows.append(row)
+                meta.append((hit, start, end, previous))
+            previous = chunk.text[start - chunk.start:end - chunk.start]
+    return rows, meta
+
+
+def score_sentences(gen: Generation, question: str, query_vector: np.ndarray, hits: Sequence[Hit]
+                    ) -> list[Candidate]:
+    """Every sentence inside the passages with its first-stage score, best first."""
+    rows, meta = _sentences(gen, hits)
     if not rows:
         return []
+    terms = gen.lexical.terms(question)
+    idf = gen.lexical.idf(terms)
+    total = sum(idf.values()) or 1.0
+    penalty = UNKNOWN_NAME_PENALTY * unknown_names(gen, question)
     dense = np.asarray(gen.sentence_vectors[np.asarray(rows)]) @ query_vector
     kind, head = expected_type(question)
     out = []
-    for (hit, start, end), cos in zip(meta, dense):
+    for (hit, start, end, previous), cos in zip(meta, dense):
         quote = hit.chunk.text[start - hit.chunk.start:end - hit.chunk.start]
         present = set(gen.lexical.terms(quote))
         lexical = sum(w for t, w in idf.items() if t in present) / total if idf else 0.0
         score = DENSE_WEIGHT * float(cos) + LEXICAL_WEIGHT * lexical - penalty
         typed = type_match(quote, question, kind, head)
-        rank = score + TYPE_WEIGHT * typed
-        out.append(Scored(hit, start, end, quote, score, float(cos), lexical, rank, typed,
-                          kind in ("number", "date", "place")))
+        out.append(Candidate(hit, start, end, quote, score, float(cos), lexical, score + TYPE_WEIGHT * typed,
+                             typed, kind in ("number", "date", "place"), previous=previous))
     out.sort(key=lambda s: (-s.rank, s.hit.rank, s.start))
     return out
+
+
+def read(reader, question: str, candidates: Sequence[Candidate], limit: int) -> list[Candidate]:  # type: ignore[no-untyped-def]
+    """The first `limit` candidates as the reader judges them, the one it trusts most first."""
+    top = list(candidates[:limit])
+    readings = reader.read(question, [c.quote for c in top], [(c.hit.title, c.previous) for c in top],
+                           [c.score for c in top])
+    judged = [replace(c, confidence=r.confidence,
+                      span=(c.start + r.span[0], c.start + r.span[1]) if r.span else None)
+              for c, r in zip(top, readings)]
+    judged.sort(key=lambda c: (-(c.confidence or 0.0), -c.rank))
+    return judged
 
 
 def _words(text: str) -> set[str]:
     return set(_WORD.findall(text.lower()))
 
 
-def select(scored: list[Scored], max_sentences: int, threshold: float) -> list[Scored]:
-    """The best sentence, plus up to `max_sentences - 1` close runners-up that add new words; when none of
-    them holds the kind of answer the question asks for, the best sentence that does joins them."""
+def select(scored: Sequence[Candidate], max_sentences: int, threshold: float) -> list[Candidate]:
+    """Without the reader: the best sentence, plus up to `max_sentences - 1` close runners-up that add new
+    words; when none of them holds the kind of answer the question asks for, the best sentence that does
+    joins them."""
     if not scored:
         return []
     best = scored[0]
@@ -184,29 +188,82 @@ def select(scored: list[Scored], max_sentences: int, threshold: float) -> list[S
     return chosen
 
 
+def decide(judged_parts: Sequence[tuple[str, Sequence[Candidate]]], threshold: float,
+           max_sentences: int) -> Decision:
+    """With the reader: for each part of the question, the sentence the reader trusts most, if it trusts it
+    enough; for a one-part question, a second article's sentence when the reader trusts it nearly as much."""
+    chosen: list[Candidate] = []
+    missing: list[str] = []
+    best_confidence = max((c[0].confidence or 0.0 for _, c in judged_parts if c), default=None)
+    for part, judged in judged_parts:
+        if not judged or (judged[0].confidence or 0.0) < threshold:
+            missing.append(part)
+            continue
+        if all((judged[0].hit.chunk.doc_id, judged[0].start) != (c.hit.chunk.doc_id, c.start) for c in chosen):
+            chosen.append(judged[0])
+    if len(judged_parts) == 1 and chosen:
+        best = chosen[0]
+        for cand in judged_parts[0][1][1:]:
+            if len(chosen) >= max_sentences or (cand.confidence or 0.0) < max(threshold, SECOND_SOURCE
+                                                                                * (best.confidence or 0.0)):
+                break
+            if cand.hit.chunk.doc_id != best.hit.chunk.doc_id:
+                chosen.append(cand)
+                break
+    chosen = chosen[:max_sentences]
+    return Decision(tuple(chosen), not chosen, best_confidence,
+                    tuple(missing) if chosen and len(judged_parts) > 1 else ())
+
+
 def short_title(title: str, limit: int = 90) -> str:
     if len(title) <= limit:
         return title
     return title[:limit].rsplit(" ", 1)[0].rstrip(",;:–- ") + "…"
 
 
-def compose(chosen: list[Scored]) -> tuple[str, list[Citation]]:
+def with_speaker(gen: Generation, cand: Candidate) -> tuple[int, int]:
+    """The quote's span, widened to take in the sentence before it (in the same passage) that names the
+    speaker, when the quote names its speaker only by a pronoun."""
+    if not _PRONOUN_SPEAKER.search(cand.quote) or _NAMED_SPEAKER.search(cand.quote):
+        return cand.start, cand.end
+    chunk = cand.hit.chunk
+    doc = gen.document(chunk.doc_id)
+    if doc is None:
+        return cand.start, cand.end
+    before = [(s, e) for _row, s, e in gen.sentences_within(doc.row, chunk.start, cand.start)][-2:]
+    texts = [chunk.text[s - chunk.start:e - chunk.start] for s, e in before]
+    for pattern in (_NAMED_SPEAKER, _PROPER):  # a sentence naming a speaker, else one naming anybody
+        for (s, _e), text in zip(reversed(before), reversed(texts)):
+            if pattern.search(text):
+                return s, cand.end
+    return cand.start, cand.end
+
+
+def attribution(hit: Hit) -> str:
+    """Who reports it: the publisher (when known), the article's title and its date (when known)."""
+    publisher, date = hit.metadata.get("publisher"), hit.metadata.get("date")
+    title = f"“{short_title(hit.title)}”" + (f" ({date})" if date else "")
+    return f"{publisher}, in {title}, reports:" if publisher else f"The article {title} reports:"
+
+
+def compose(chosen: Sequence[Candidate], gen: Generation | None = None) -> tuple[str, list[Citation]]:
     """Attributed quotes with markers, and their citations (numbered in the order they appear)."""
     citations: list[Citation] = []
-    parts: list[str] = []
+    parts_: list[str] = []
     previous_doc = None
-    for n, s in enumerate(chosen, 1):
-        chunk = s.hit.chunk
-        citation = Citation(n, chunk.doc_id, chunk.chunk_id, s.hit.title, s.hit.source, s.start, s.end, s.quote,
-                            dict(s.hit.metadata))
-        check_citation(citation, s.hit)
+    for n, c in enumerate(chosen, 1):
+        chunk = c.hit.chunk
+        if chunk.text[c.start - chunk.start:c.end - chunk.start] != c.quote:  # what was judged is what is cited
+            raise SpanError(f"The sentence judged for citation [{n}] of {chunk.doc_id} is not the source text at "
+                            "its offsets; the answer was withheld. Please report this with the question.")
+        start, end = with_speaker(gen, c) if gen is not None else (c.start, c.end)
+        citation = cite(n, c.hit, start, end, c.span, c.confidence)
         citations.append(citation)
-        if chunk.doc_id == previous_doc:
-            lead = "It adds:"
-        else:
-            publisher = s.hit.metadata.get("publisher")
-            lead = f"{publisher}, in “{short_title(s.hit.title)}”, reports:" if publisher else \
-                f"The article “{short_title(s.hit.title)}” reports:"
-        parts.append(f"{lead} “{s.quote}” [{n}]")
-        previous_doc = chunk.doc_id
-    return " ".join(parts), citations
+        lead = "It adds:" if c.hit.chunk.doc_id == previous_doc else attribution(c.hit)
+        parts_.append(f"{lead} “{citation.quote}” [{n}]")
+        previous_doc = c.hit.chunk.doc_id
+    return " ".join(parts_), citations
+
+
+def question_parts(question: str) -> list[str]:
+    return parts(question)

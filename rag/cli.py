@@ -18,8 +18,10 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Cited question answering over a news archive.")
 corpus_app = typer.Typer(no_args_is_help=True, help="Look at the corpus.")
 index_app = typer.Typer(no_args_is_help=True, help="Build and check the index.")
+reader_app = typer.Typer(no_args_is_help=True, help="The answer reader: train it, see what it is.")
 app.add_typer(corpus_app, name="corpus")
 app.add_typer(index_app, name="index")
+app.add_typer(reader_app, name="reader")
 
 CorpusOpt = typer.Option(None, "--corpus", help="Corpus folder (default: settings, then seeds/).")
 IndexOpt = typer.Option(None, "--index", help="Index folder (default: settings, then index/).")
@@ -142,6 +144,7 @@ def index_info(index: Optional[Path] = IndexOpt, corpus: Optional[Path] = Corpus
         info = rag.index_info(settings)
         status = rag.index_status(settings)
         info["corpus_changed"] = status.corpus_changed
+        info["reader"] = rag.reader_info(settings)
         if as_json:
             _print_json(info)
             return
@@ -155,6 +158,7 @@ def index_info(index: Optional[Path] = IndexOpt, corpus: Optional[Path] = Corpus
               f"{counts['sentences']} sentences, from {info['sources']} files")
         _echo(f"Store:      {store.get('type', '?') if isinstance(store, dict) else '?'}; "
               f"chunking {info.get('chunking', '?')}")
+        _echo(_reader_line(settings).replace("Reader: ", "Reader:     ", 1))
         changed = status.corpus_changed
         _echo("Corpus:     " + (f"{len(changed)} files changed since the build; run: rag index build"
                                 if changed else "unchanged since the build"))
@@ -341,19 +345,28 @@ def ask_cmd(question: Optional[str] = typer.Argument(None), k: Optional[int] = K
 @app.command("eval")
 def eval_cmd(qa: Optional[Path] = typer.Argument(None, help="Questions with evidence (JSON Lines)."),
              beir: Optional[Path] = typer.Option(None, "--beir", help="A BEIR-format folder to evaluate on."),
+             squad: Optional[Path] = typer.Option(None, "--squad", help="A SQuAD 2.0 JSON file: index its "
+                                                  "articles and ask its questions against all of them."),
+             sample: Optional[int] = typer.Option(None, "--sample", help="With --squad: ask only N random "
+                                                  "questions (seeded)."),
+             work: Optional[Path] = typer.Option(None, "--work", help="With --squad: folder for its corpus and "
+                                                 "index (default: a cache folder per file)."),
              k: int = typer.Option(5, "-k", help="Passages per question."),
              index: Optional[Path] = IndexOpt, corpus: Optional[Path] = CorpusOpt, as_json: bool = JsonOpt) -> None:
-    """Retrieval and answer quality on a question set, or nDCG@10 / Recall@100 on a BEIR folder."""
+    """Answer quality on a question set, on a SQuAD 2.0 file, or nDCG@10 / Recall@100 on a BEIR folder."""
     from rag import evaluation
 
     with _errors():
         settings = _settings(corpus, index)
-        if beir is not None:
+        if squad is not None:
+            report = evaluation.evaluate_squad(squad, settings, sample=sample, k=k, work=work,
+                                               progress=None if as_json else _warn)
+        elif beir is not None:
             report = evaluation.evaluate_beir(beir, settings, progress=None if as_json else _warn)
         elif qa is not None:
             report = evaluation.evaluate_qa(qa, settings, k=k)
         else:
-            raise rag.BadQuestion("Give a question file (rag eval QA.jsonl) or --beir DIR.")
+            raise rag.BadQuestion("Give a question file (rag eval QA.jsonl), --squad FILE.json or --beir DIR.")
         if as_json:
             _print_json(report)
         else:
@@ -390,6 +403,89 @@ def settings_cmd() -> None:
     """Every setting with its default and meaning (set them in rag.toml or RAG_<SECTION>_<NAME>)."""
     for name, doc, default in rag.describe_settings():
         typer.echo(f"{name} = {default!s}\n    {doc}")
+    with _errors():
+        _echo("\n" + _reader_line(rag.load_settings()))
+
+
+def _reader_line(settings: rag.Settings) -> str:
+    """One line naming the reader in force: its identity and held-out figures."""
+    info = rag.reader_info(settings)
+    if info is None:
+        return "Reader: off (answer.reader = \"off\"): first-stage scores choose and abstain."
+    test = (info.get("validation") or {}).get("test", {})
+    figures = (f"; held-out SQuAD articles ({', '.join(info.get('test_articles') or [])}): answered right "
+               f"{test.get('answered_right')}, rightly abstained {test.get('rightly_abstained')}, overall "
+               f"{test.get('overall')}") if test else ""
+    return (f"Reader: {info.get('name')} {str(info.get('sha256'))[:12]} ({info.get('folder')}), trained from "
+            f"{(info.get('source_model') or {}).get('id')} on {', '.join(info.get('trained_on') or [])}{figures}")
+
+
+@reader_app.command("info")
+def reader_info_cmd(as_json: bool = JsonOpt) -> None:
+    """The reader in force: where it comes from, what it was trained on, how it did on held-out articles."""
+    with _errors():
+        info = rag.reader_info(rag.load_settings())
+        if as_json:
+            _print_json(info)
+        else:
+            _echo(_reader_line(rag.load_settings()))
+
+
+SquadOpt = typer.Option(..., "--squad", help="SQuAD 2.0 JSON file(s) (repeatable).")
+ReaderOutOpt = typer.Option(Path("rag/reader/model"), "--output", help="Folder of reader.onnx and card.json.")
+CalibrationOpt = typer.Option("Harvard_University,Islamism", "--calibration",
+                              help="Articles held out to calibrate the decision (comma-separated titles).")
+TestOpt = typer.Option("Warsaw,Force", "--test", help="Articles held out to measure it (comma-separated titles).")
+NewsQuestionsOpt = typer.Option(Path("benchmarks/questions/bundled_reader_questions.jsonl"), "--news-questions",
+                                help="News questions (JSON Lines with groups) to calibrate on as well.")
+NewsCorpusOpt = typer.Option(Path("seeds"), "--news-corpus", help="The archive those news questions are about.")
+
+
+def _reader_config(squad: List[Path], output: Path, calibration: str, test: str, news_questions: Path,
+                   news_corpus: Path, **more: Any) -> Any:
+    from rag.reader.train import TrainConfig
+
+    return TrainConfig(squad=tuple(str(p) for p in squad), output=str(output),
+                       calibration_articles=tuple(a for a in calibration.split(",") if a),
+                       test_articles=tuple(a for a in test.split(",") if a),
+                       news_questions=str(news_questions), news_corpus=str(news_corpus), **more)
+
+
+@reader_app.command("train")
+def reader_train_cmd(squad: List[Path] = SquadOpt, output: Path = ReaderOutOpt,
+                     calibration: str = CalibrationOpt, test: str = TestOpt,
+                     news_questions: Path = NewsQuestionsOpt, news_corpus: Path = NewsCorpusOpt,
+                     epochs: float = typer.Option(4.0, "--epochs"), seed: int = typer.Option(13, "--seed"),
+                     threads: int = typer.Option(2, "--threads", help="CPU threads for training."),
+                     limit: int = typer.Option(0, "--limit", help="Questions per article pool, for a quick "
+                                               "trial (0: all).")) -> None:
+    """Train the reader from the bundled encoder (about 90 minutes on two cores), calibrate and measure it on
+    held-out articles, print the figures, and write it as an int8 ONNX file with its card."""
+    from rag.reader.train import train
+
+    with _errors():
+        config = _reader_config(squad, output, calibration, test, news_questions, news_corpus, epochs=epochs,
+                                seed=seed, threads=threads, limit=limit)
+        try:
+            train(config, log=lambda m: _echo(m, err=True))
+        except (ValueError, KeyError) as exc:
+            raise rag.BadQuestion(f"Cannot train on {', '.join(map(str, squad))}: {exc}.") from None
+
+
+@reader_app.command("calibrate")
+def reader_calibrate_cmd(squad: List[Path] = SquadOpt, output: Path = ReaderOutOpt,
+                         calibration: str = CalibrationOpt, test: str = TestOpt,
+                         news_questions: Path = NewsQuestionsOpt, news_corpus: Path = NewsCorpusOpt) -> None:
+    """Fit again how the reader's outputs and the first-stage evidence combine into a confidence (for example
+    on news questions of your own about your own archive), and measure it on the held-out articles."""
+    from rag.reader.train import recalibrate
+
+    with _errors():
+        config = _reader_config(squad, output, calibration, test, news_questions, news_corpus)
+        try:
+            recalibrate(config, log=lambda m: _echo(m, err=True))
+        except (ValueError, KeyError) as exc:
+            raise rag.BadQuestion(f"Cannot calibrate on {', '.join(map(str, squad))}: {exc}.") from None
 
 
 def main() -> None:

@@ -9,9 +9,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Sequence
 
-from .answer import ABSTAIN_TEXT, compose, score_sentences, select
+from .answer import ABSTAIN_TEXT, compose, decide, read, score_sentences, select
 from .embedding import Embedder, load_embedder
-from .errors import BadQuestion, LLMUnavailable
+from .errors import BadQuestion, LLMUnavailable, SettingsError
+from .question import parts, reading_questions
 from .index import CURRENT, Generation, live_generation, open_live
 from .records import Answer, Document, Hit
 from .retrieval import retrieve
@@ -71,6 +72,21 @@ def _check_doc_ids(gen: Generation, doc_ids: Sequence[str]) -> None:
                           "(and rebuild with rag index build if the article is new).")
 
 
+def load_answer_reader(setting: str):  # type: ignore[no-untyped-def]
+    """The reader named by `answer.reader` ('bundled', a folder, or 'off' for None)."""
+    if setting == "off":
+        return None
+    from .reader.runtime import load_reader
+
+    if setting == "bundled":
+        return load_reader()
+    folder = Path(setting).expanduser()
+    if not folder.is_dir():
+        raise SettingsError(f"Setting answer.reader names {setting!r}, which is not a folder. Use 'bundled', "
+                            "'off', or a folder holding reader.onnx and card.json.")
+    return load_reader(folder)
+
+
 class Engine:
     """Model and live index, loaded once and shared by every caller (threads included)."""
 
@@ -78,6 +94,7 @@ class Engine:
         self.settings = settings
         live_generation(settings.paths.index)  # a missing index is reported before the model is loaded
         self.embedder = embedder or load_embedder(settings.embedding)
+        self.reader = load_answer_reader(settings.answer.reader)
         self._lock = threading.Lock()
         self._gen = self._open()
         self._checked = time.monotonic()
@@ -120,11 +137,13 @@ class Engine:
         return min(k, self.settings.retrieval.max_k)
 
     def _hits(self, query: str, k: int | None, doc_ids: Sequence[str] | None, since: str | None,
-              until: str | None, timings: dict[str, float]) -> tuple[Generation, str, list[Hit], object]:
-        """(generation, cleaned query, hits, query vector), checking every argument first."""
+              until: str | None, timings: dict[str, float], wider: int = 0
+              ) -> tuple[Generation, str, list[Hit], object]:
+        """(generation, cleaned query, hits, query vector), checking every argument first; at least `wider`
+        hits when there are that many."""
         r = self.settings.retrieval
         query = clean_question(query, self.settings.answer.max_question_chars)
-        k = self._k(k)
+        k = max(self._k(k), wider)
         since, until = _check_date(since, "The 'since' date"), _check_date(until, "The 'until' date")
         if since and until and since[: len(until)] > until[: len(since)]:
             raise BadQuestion(f"The 'since' date {since} is after the 'until' date {until}: nothing can match. "
@@ -152,15 +171,46 @@ class Engine:
         """An answer built from the archive's passages, with exact-span citations, or an abstention."""
         began = time.perf_counter()
         timings: dict[str, float] = {}
-        gen, text, hits, vector = self._hits(question, k, doc_ids, since, until, timings)
         a = self.settings.answer
+        shown_k = self._k(k)
+        gen, text, wide, vector = self._hits(question, k, doc_ids, since, until, timings,
+                                             a.read_passages if self.reader is not None else 0)
+        hits = wide[:shown_k]
         mode = mode or a.mode
         t0 = time.perf_counter()
-        scored = score_sentences(gen, text, vector, hits)  # type: ignore[arg-type]
-        chosen = select(scored, a.max_sentences, a.abstain_threshold)
         notices: list[str] = []
-        abstained = not chosen or chosen[0].score < a.abstain_threshold
-        answer_text, citations = (ABSTAIN_TEXT, []) if abstained else compose(chosen)
+        readings: dict[str, float] = {}
+        confidence = None
+        if self.reader is None:
+            scored = score_sentences(gen, text, vector, hits)  # type: ignore[arg-type]
+            chosen = select(scored, a.max_sentences, a.abstain_threshold)
+            abstained = not chosen or chosen[0].score < a.abstain_threshold
+        else:
+            scored = score_sentences(gen, text, vector, wide)  # type: ignore[arg-type]
+            questions = parts(text)
+            judged = []
+            for part, reading in zip(questions, reading_questions(questions)):
+                if len(questions) == 1:
+                    candidates = scored
+                else:
+                    part_vector = self.embedder.encode_queries([reading])[0]
+                    candidates = score_sentences(gen, reading, part_vector, wide)
+                judged.append((part, read(self.reader, reading, candidates, a.read_sentences)))
+            for _part, cands in judged:
+                for c in cands:
+                    key = c.hit.chunk.chunk_id
+                    readings[key] = max(readings.get(key, 0.0), c.confidence or 0.0)
+            decision = decide(judged, a.reader_threshold, a.max_sentences)
+            chosen, abstained, confidence = list(decision.chosen), decision.abstained, decision.confidence
+            notices += [f"The archive does not answer this part of the question: “{p}”"
+                        for p in decision.unanswered_parts]
+            shown = {h.chunk.chunk_id for h in hits}
+            for c in chosen:  # a cited passage beyond the first k is shown too
+                if c.hit.chunk.chunk_id not in shown:
+                    shown.add(c.hit.chunk.chunk_id)
+                    hits.append(c.hit)
+        timings["read_ms"] = (time.perf_counter() - t0) * 1000
+        answer_text, citations = (ABSTAIN_TEXT, []) if abstained else compose(chosen, gen)
         used_mode = "extractive"
         if mode == "llm" and not abstained:
             try:
@@ -179,7 +229,7 @@ class Engine:
         timings["total_ms"] = (time.perf_counter() - began) * 1000
         return Answer(question=text, text=answer_text, abstained=abstained, citations=tuple(citations),
                       passages=tuple(hits), timings=timings, mode=used_mode, notices=tuple(notices), id=id,
-                      evidence=scored[0].score if scored else None)
+                      evidence=scored[0].score if scored else None, confidence=confidence, readings=readings)
 
 
 _ENGINES: dict[tuple, Engine] = {}

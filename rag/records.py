@@ -62,6 +62,8 @@ class Hit:
             "end": self.chunk.end,
             "text": self.chunk.text,
             "score": round(self.score, 6),
+            "dense": None if self.dense is None else round(self.dense, 6),
+            "lexical": None if self.lexical is None else round(self.lexical, 6),
             **{k: v for k, v in self.metadata.items() if k in METADATA_KEYS},
         }
 
@@ -79,11 +81,25 @@ class Citation:
     end: int
     quote: str
     metadata: Mapping[str, str] = field(default_factory=dict)
+    answer_span: tuple[int, int] | None = None  # the answer inside the quote, as offsets in the source text
+    confidence: float | None = None  # the reader's calibrated probability that the quote answers the question
+
+    @property
+    def answer_text(self) -> str | None:
+        if self.answer_span is None:
+            return None
+        s, e = self.answer_span
+        return self.quote[s - self.start:e - self.start]
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         metadata = data.pop("metadata")
         data.update({k: v for k, v in metadata.items() if k in METADATA_KEYS})
+        span = data.pop("answer_span")
+        data["answer_span"] = None if span is None else {"start": span[0], "end": span[1],
+                                                         "text": self.answer_text}
+        if self.confidence is not None:
+            data["confidence"] = round(self.confidence, 4)
         return data
 
 
@@ -101,6 +117,8 @@ class Answer:
     notices: tuple[str, ...] = ()
     id: str | None = None
     evidence: float | None = None  # score of the best supporting sentence; compared with the abstain threshold
+    confidence: float | None = None  # the reader's calibrated probability for the best sentence (reader on)
+    readings: Mapping[str, float] = field(default_factory=dict)  # chunk_id -> best confidence of its sentences
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {}
@@ -111,10 +129,12 @@ class Answer:
             answer=self.text,
             abstained=self.abstained,
             evidence=None if self.evidence is None else round(self.evidence, 4),
+            confidence=None if self.confidence is None else round(self.confidence, 4),
             mode=self.mode,
             notices=list(self.notices),
             citations=[c.to_dict() for c in self.citations],
-            passages=[h.to_dict() for h in self.passages],
+            passages=[h.to_dict() | ({"confidence": round(self.readings[h.chunk.chunk_id], 4)}
+                                     if h.chunk.chunk_id in self.readings else {}) for h in self.passages],
             timings={k: round(v, 3) for k, v in self.timings.items()},
         )
         return data

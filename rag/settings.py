@@ -78,9 +78,16 @@ class RetrievalSettings:
 @dataclass(frozen=True)
 class AnswerSettings:
     mode: str = _f("extractive", "'extractive' (no language model) or 'llm'.")
+    reader: str = _f("bundled", "'bundled' (the reader trained by `rag reader train` and shipped with the "
+                     "package), a folder holding reader.onnx and card.json, or 'off' (first-stage scores decide).")
+    reader_threshold: float = _f(0.5, "With the reader: its calibrated confidence under which the assistant says "
+                                 "the archive does not answer (0.5: answer when answering is more likely right "
+                                 "than abstaining; see `rag eval --json` for the curve).")
+    read_passages: int = _f(15, "With the reader: passages whose sentences are candidates for the answer.")
+    read_sentences: int = _f(12, "With the reader: first-stage candidates the reader reads per question part.")
     max_sentences: int = _f(3, "Most sentences in an extractive answer.")
-    abstain_threshold: float = _f(0.33, "Evidence score under which the assistant says the archive does not "
-                                  "answer the question (calibrated with `rag eval`).")
+    abstain_threshold: float = _f(0.33, "Without the reader: evidence score under which the assistant says the "
+                                  "archive does not answer the question (calibrated with `rag eval`).")
     max_question_chars: int = _f(2000, "Longest question accepted; longer ones are refused.")
 
 
@@ -150,6 +157,9 @@ _RANGES: dict[tuple[str, str], tuple[float | None, float | None]] = {
     ("retrieval", "rrf_k"): (0, None),
     ("retrieval", "max_k"): (1, 100_000),
     ("answer", "max_sentences"): (1, 50),
+    ("answer", "reader_threshold"): (0.0, 1.0),
+    ("answer", "read_passages"): (1, 1000),
+    ("answer", "read_sentences"): (1, 1000),
     ("answer", "abstain_threshold"): (-1.0, 1.0),
     ("answer", "max_question_chars"): (1, 1_000_000),
     ("llm", "timeout"): (0.001, 86_400.0),

@@ -129,6 +129,10 @@ def test_compose_attributes_each_quote_and_numbers_markers_in_order() -> None:
     text, citations = compose([scored(first, "Alpha"), scored(first, "Gamma"), scored(other, "Beta")])
     assert text == ("Wire, in “A title”, reports: “Alpha one.” [1] It adds: “Gamma three.” [2] "
                     "The article “Other story” reports: “Beta two is here.” [3]")
+    dated = hit_for(0, len(TEXT), meta={"publisher": "Wire", "date": "2026-02-04"})
+    assert compose([scored(dated, "Alpha")])[0] == "Wire, in “A title” (2026-02-04), reports: “Alpha one.” [1]"
+    undated = hit_for(0, len(TEXT), meta={"date": "2026-02-04"})
+    assert compose([scored(undated, "Alpha")])[0] == "The article “A title” (2026-02-04) reports: “Alpha one.” [1]"
     assert [(c.n, c.doc_id, c.quote) for c in citations] == [(1, "d", "Alpha one."), (2, "d", "Gamma three."),
                                                              (3, "e", "Beta two is here.")]
     assert citations[0].metadata == {"publisher": "Wire"}
@@ -148,8 +152,9 @@ def test_answers_are_attributed_quotes_with_exact_citations(engine: Engine, bund
     assert ANSWERABLE[question] in answer.text
     assert any(ANSWERABLE[question] in c.quote for c in answer.citations)
     assert answer.mode == "extractive" and answer.notices == ()
-    assert answer.evidence is not None and answer.evidence >= bundled_index.answer.abstain_threshold
-    assert 1 <= len(answer.passages) <= bundled_index.retrieval.k
+    assert answer.confidence is not None and answer.confidence >= bundled_index.answer.reader_threshold
+    # the first k passages, and any cited passage the reader found beyond them
+    assert bundled_index.retrieval.k <= len(answer.passages) <= bundled_index.retrieval.k + len(answer.citations)
     for c in answer.citations:
         assert real_text(bundled_index, c.source)[c.start:c.end] == c.quote
         assert c.metadata == {"category": "Russia"}  # the archive page's header, carried into citations
@@ -166,7 +171,7 @@ def test_unanswerable_questions_abstain_and_still_show_passages(engine: Engine, 
     assert answer.text.startswith("The archive does not answer this question")
     assert answer.citations == ()
     assert len(answer.passages) == bundled_index.retrieval.k
-    assert answer.evidence is not None and answer.evidence < bundled_index.answer.abstain_threshold
+    assert answer.confidence is not None and answer.confidence < bundled_index.answer.reader_threshold
     assert not MARKER.search(answer.text)
 
 
@@ -192,9 +197,13 @@ def test_k_and_max_sentences_are_respected(engine: Engine, bundled_index: rag.Se
 
 
 @pytest.mark.slow
-def test_the_abstain_threshold_is_a_setting(bundled_index: rag.Settings) -> None:
-    strict = rag.get_engine(bundled_index.update("answer", abstain_threshold=0.99))
-    answer = strict.ask("What share of Ukraine's soldiers fight of their own free will?")
+def test_the_abstain_thresholds_are_settings(bundled_index: rag.Settings) -> None:
+    question = "What share of Ukraine's soldiers fight of their own free will?"
+    strict = rag.get_engine(bundled_index.update("answer", reader_threshold=0.999))
+    answer = strict.ask(question)
+    assert answer.abstained and answer.citations == () and answer.passages
+    off = rag.get_engine(bundled_index.update("answer", reader="off", abstain_threshold=0.99))
+    answer = off.ask(question)
     assert answer.abstained and answer.citations == () and answer.passages
 
 
@@ -212,11 +221,14 @@ def test_answers_on_a_jsonl_corpus_carry_its_metadata(tmp_path: Path) -> None:
     c = answer.citations[0]
     assert c.doc_id == "gazette-barrier"
     assert answer.text.startswith("Harbour Gazette, in “Kelmsford opens its tidal barrier after a decade of "
-                                  "planning”, reports: “")
+                                  "planning” (2024-03-05), reports: “")
+    assert c.answer_span is not None and "Dunmore" in c.answer_text
     assert c.to_dict() == {
         "n": 1, "doc_id": "gazette-barrier", "chunk_id": c.chunk_id, "title": c.title, "source": "wire.jsonl",
         "start": c.start, "end": c.end, "quote": c.quote, "publisher": "Harbour Gazette",
-        "url": "https://gazette.example/kelmsford-barrier", "date": "2024-03-05", "author": "Ines Okafor"}
+        "url": "https://gazette.example/kelmsford-barrier", "date": "2024-03-05", "author": "Ines Okafor",
+        "answer_span": {"start": c.answer_span[0], "end": c.answer_span[1], "text": c.answer_text},
+        "confidence": round(c.confidence, 4)}
 
 
 # --- language-model mode --------------------------------------------------------------------------------

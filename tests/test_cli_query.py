@@ -31,10 +31,12 @@ pytestmark = pytest.mark.slow  # every test here serves the real bundled index w
 WIRE = DATA / "query" / "wire.jsonl"
 REMAINS = "How many sets of Ukrainian remains were returned?"
 JAPAN = "Who is the prime minister of Japan?"
-TOP_KEYS = {"question", "answer", "abstained", "citations", "passages", "timings", "mode", "notices", "evidence"}
-CITATION_KEYS = {"n", "doc_id", "chunk_id", "title", "source", "start", "end", "quote"}
-PASSAGE_KEYS = {"rank", "doc_id", "chunk_id", "title", "source", "start", "end", "text", "score"}
-TIMING_KEYS = {"encode_ms", "retrieve_ms", "answer_ms", "total_ms"}
+TOP_KEYS = {"question", "answer", "abstained", "citations", "passages", "timings", "mode", "notices", "evidence",
+            "confidence"}
+CITATION_KEYS = {"n", "doc_id", "chunk_id", "title", "source", "start", "end", "quote", "answer_span"}
+PASSAGE_KEYS = {"rank", "doc_id", "chunk_id", "title", "source", "start", "end", "text", "score", "dense", "lexical"}
+READ = {"confidence"}  # the reader's confidence, on what it read
+TIMING_KEYS = {"encode_ms", "retrieve_ms", "read_ms", "answer_ms", "total_ms"}
 
 runner = CliRunner()
 
@@ -76,7 +78,7 @@ def source_file(settings: rag.Settings, source: str) -> str:
 def check_passages(passages: list[dict], settings: rag.Settings) -> None:
     assert [p["rank"] for p in passages] == list(range(1, len(passages) + 1))
     for p in passages:
-        assert PASSAGE_KEYS <= set(p) and set(p) - PASSAGE_KEYS <= set(METADATA_KEYS), set(p)
+        assert PASSAGE_KEYS <= set(p) and set(p) - PASSAGE_KEYS <= set(METADATA_KEYS) | READ, set(p)
         assert source_file(settings, p["source"])[p["start"]:p["end"]] == p["text"]
         assert isinstance(p["score"], float)
 
@@ -116,7 +118,11 @@ def test_ask_json(untouched: rag.Settings) -> None:
     assert "14,000" in data["answer"]
     assert [c["n"] for c in data["citations"]] == list(range(1, len(data["citations"]) + 1))
     for c in data["citations"]:
-        assert CITATION_KEYS <= set(c) and set(c) - CITATION_KEYS <= set(METADATA_KEYS)
+        assert CITATION_KEYS <= set(c) and set(c) - CITATION_KEYS <= set(METADATA_KEYS) | READ
+        if c["answer_span"] is not None:
+            span = c["answer_span"]
+            assert c["start"] <= span["start"] < span["end"] <= c["end"]
+            assert c["quote"][span["start"] - c["start"]:span["end"] - c["start"]] == span["text"]
         assert source_file(untouched, c["source"])[c["start"]:c["end"]] == c["quote"]
         assert f"“{c['quote']}” [{c['n']}]" in data["answer"]
     assert len(data["passages"]) == untouched.retrieval.k

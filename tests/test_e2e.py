@@ -146,8 +146,10 @@ def test_browser_shows_cited_answer_highlighted_source_and_downloads_export(
     expect(marker).to_have_attribute("href", f"#src-1-{first.n}")
     card = page.locator(f"#src-1-{first.n}")
     expect(card.locator("mark.rag-quote")).to_have_text(first.quote)
+    if first.answer_span is not None:  # the answer the reader found, marked inside the marked quote
+        expect(card.locator("mark.rag-quote mark.rag-span")).to_have_text(first.answer_text)
     expect(card.locator(".rag-card-title")).to_have_text(f"[{first.n}]{first.title}")
-    expect(card).to_contain_text(f"{first.source}, chars {first.start}–{first.end} · retrieval score ")
+    expect(card).to_contain_text(f"{first.source}, chars {first.start}–{first.end} · answer confidence ")
     page.wait_for_timeout(500)  # let the layout settle before the picture
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "answered.png"), full_page=True)

@@ -213,7 +213,7 @@ def test_answer_and_card_escape_markup_and_link_only_cited_markers() -> None:
         '<div class="rag-card" id="src-4-1"><div class="rag-card-title"><span class="rag-num">[1]</span>'
         '&lt;img src=x onerror=alert(1)&gt;</div>'
         f'<div class="rag-meta">a.txt, chars {answer.citations[0].start}–{answer.citations[0].end} · '
-        'retrieval score 0.500</div>'
+        'retrieval rank 1</div>'
         '<div class="rag-meta">link (not a web address, not clickable): javascript:alert(1)</div>'
         '<div class="rag-passage">Intro. <mark class="rag-quote">He wrote &lt;script&gt;alert(1)&lt;/script&gt; '
         '&amp; [x](javascript:alert(1)) &lt;!-- c --&gt;.</mark> Outro.</div></div>')
@@ -230,7 +230,23 @@ def test_card_without_its_passage_still_shows_the_quote() -> None:
     answer = _answer("“q” [1]", "Quote.", "T", "")
     card = chat_html.citation_card_html(1, answer.citations[0], ())
     assert '<div class="rag-passage"><mark class="rag-quote">Quote.</mark></div>' in card
-    assert "retrieval score: not among the passages" in card
+    assert "· not among the passages</div>" in card
+
+
+def test_card_marks_the_answer_inside_the_quote_and_shows_the_confidence() -> None:
+    quote = "Kiev has recorded 55,000 <b>fatalities</b>."
+    answer = _answer("“q” [1]", quote, "T", "")
+    c = answer.citations[0]
+    span = (c.start + quote.index("55,000"), c.start + quote.index("55,000") + len("55,000"))
+    cited = rag.Citation(1, c.doc_id, c.chunk_id, c.title, c.source, c.start, c.end, c.quote, {}, span, 0.873)
+    card = chat_html.citation_card_html(2, cited, answer.passages)
+    assert ('<mark class="rag-quote">Kiev has recorded <mark class="rag-span" title="The answer, as the reader '
+            'found it">55,000</mark> &lt;b&gt;fatalities&lt;/b&gt;.</mark>') in card
+    assert "· answer confidence 87%</div>" in card
+    # a span that does not lie inside the quote is not marked (the quote is still shown whole)
+    odd = rag.Citation(1, c.doc_id, c.chunk_id, c.title, c.source, c.start, c.end, c.quote, {},
+                       (c.end, c.end + 3), 0.5)
+    assert "rag-span" not in chat_html.citation_card_html(2, odd, answer.passages)
 
 
 # --- error states (no model needed) ------------------------------------------------------------------------------
@@ -290,11 +306,13 @@ def test_cited_answer_links_markers_to_source_cards(monkeypatch: pytest.MonkeyPa
     assert "National Aviation Infrastructure Show" in first.quote
     assert f'<span class="rag-num">[{first.n}]</span>{chat_html.esc(first.title)}</div>' in sources
     assert (f'<div class="rag-meta">{first.source}, chars {first.start}–{first.end} · '
-            f'retrieval score {hit.score:.3f}</div>') in sources
-    assert f'<mark class="rag-quote">{chat_html.esc(first.quote)}</mark>' in sources
+            f'answer confidence {first.confidence:.0%}</div>') in sources
+    assert re.sub(r'<mark class="rag-span"[^>]*>([^<]*)</mark>', r"\1", sources).count(
+        f'<mark class="rag-quote">{chat_html.esc(first.quote)}</mark>') == 1
     assert '<div class="rag-meta">category: Russia</div>' in sources
     caption = [t for t in texts(at.caption) if t.startswith("Answer 1")]
-    assert caption and caption[0].startswith(f"Answer 1 · extractive · {len(answer.passages)} passages · ")
+    assert caption and caption[0].startswith(f"Answer 1 · extractive · reader confidence {answer.confidence:.0%} · "
+                                             f"{len(answer.passages)} passages · ")
 
 
 @pytest.mark.slow
@@ -324,8 +342,9 @@ def test_abstention_says_so_and_shows_closest_passages(monkeypatch: pytest.Monke
     assert closest.count('<div class="rag-card">') == len(answer.passages)
     assert "rag-marker" not in closest and "<mark" not in closest
     for hit in answer.passages:
-        assert (f'{hit.source}, chars {hit.chunk.start}–{hit.chunk.end} · retrieval score {hit.score:.3f}'
-                in closest)
+        how = (f"best sentence answer confidence {answer.readings[hit.chunk.chunk_id]:.0%}"
+               if hit.chunk.chunk_id in answer.readings else f"retrieval rank {hit.rank}")
+        assert f'{hit.source}, chars {hit.chunk.start}–{hit.chunk.end} · {how}</div>' in closest
     assert [b.key for b in at.download_button] == ["dl-1-markdown", "dl-1-json", "dl-all-markdown", "dl-all-json"]
 
 
@@ -506,7 +525,7 @@ def test_language_model_answer_links_each_marker_and_escapes_its_text(
     assert re.findall(r'<a class="rag-marker" href="#(src-1-\d)"', body) == ["src-1-1", "src-1-2", "src-1-2"]
     sources = one_body(at, '<div class="rag-heading">Sources</div>')
     assert re.findall(r'<mark class="rag-quote">([^<]*)</mark>', sources) == \
-        [chat_html.esc(c.quote) for c in answer.citations]
+        [chat_html.esc(c.quote) for c in answer.citations]  # no answer span from a language model's reply
     assert any(t.startswith("Answer 1 · language model · ") for t in texts(at.caption))
 
 

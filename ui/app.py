@@ -188,10 +188,14 @@ def show_answer_body(turn: dict[str, Any]) -> None:
     st.html(sources_html(n, answer))
     if answer.citations and len(answer.passages) > 0:
         with st.expander(f"All {len(answer.passages)} retrieved passages"):
-            st.html("".join(passage_card_html(h) for h in answer.passages))
+            st.html("".join(passage_card_html(h, answer.readings.get(h.chunk.chunk_id)) for h in answer.passages))
     how = "language model" if answer.mode == "llm" else "extractive"
     took = answer.timings.get("total_ms")
-    details = [f"Answer {n}", how, plural(len(answer.passages), "passage")] + turn["filters"]
+    details = [f"Answer {n}", how]
+    if answer.confidence is not None:
+        details.append(f"reader confidence {answer.confidence:.0%}"
+                       + (" (under the threshold: no answer)" if answer.abstained else ""))
+    details += [plural(len(answer.passages), "passage")] + turn["filters"]
     if took is not None:
         details.append(f"{took:,.0f} ms")
     st.caption(md(" · ".join(details)))

@@ -28,6 +28,8 @@ a.rag-marker { font-weight: 600; text-decoration: none; padding: 0 .1rem; }
 .rag-meta { font-size: .85rem; opacity: .75; overflow-wrap: anywhere; }
 .rag-passage { white-space: pre-wrap; overflow-wrap: anywhere; font-size: .92rem; margin-top: .35rem; }
 mark.rag-quote { background: rgba(255, 214, 10, .5); color: inherit; padding: 0 .1em; border-radius: .2em; }
+mark.rag-span { background: rgba(255, 150, 0, .55); color: inherit; font-weight: 600; padding: 0;
+  border-bottom: 2px solid #e8590c; }
 .rag-docs { list-style: none; padding-left: 0 !important; margin: 0; }
 .rag-docs li { margin: .35rem 0; font-size: .88rem; overflow-wrap: anywhere; }
 </style>"""
@@ -104,16 +106,40 @@ def _passage_for(citation: Citation, passages: Sequence[Hit]) -> Hit | None:
     return (own or [h for h in passages if holds(h)] or [None])[0]
 
 
+def _quote_html(citation: Citation) -> str:
+    """The quote, with the answer span inside it marked when the reader found one."""
+    quote = citation.quote
+    if citation.answer_span is None:
+        return esc(quote)
+    lo, hi = citation.answer_span[0] - citation.start, citation.answer_span[1] - citation.start
+    if not 0 <= lo < hi <= len(quote):
+        return esc(quote)
+    return (f'{esc(quote[:lo])}<mark class="rag-span" title="The answer, as the reader found it">'
+            f"{esc(quote[lo:hi])}</mark>{esc(quote[hi:])}")
+
+
+def confidence_text(confidence: float | None, hit: Hit | None) -> str:
+    """What the card says about how far to trust it: the reader's answer confidence when it read the
+    passage, else the passage's retrieval rank (the min-max retrieval score reads 1.0 for any top passage)."""
+    if confidence is not None:
+        return f"answer confidence {confidence:.0%}"
+    if hit is not None:
+        return f"retrieval rank {hit.rank}"
+    return "not among the passages"
+
+
 def citation_card_html(turn: int, citation: Citation, passages: Sequence[Hit]) -> str:
-    """Source card `citation.n`: title, file and span, metadata, the passage with the quote marked, score."""
+    """Source card `citation.n`: title, file and span, metadata, the passage with the quote (and the answer
+    inside it) marked, the reader's confidence."""
     hit = _passage_for(citation, passages)
+    mark = f'<mark class="rag-quote">{_quote_html(citation)}</mark>'
     if hit is not None and hit.chunk.text[citation.start - hit.chunk.start:citation.end - hit.chunk.start] \
             == citation.quote:
         text, lo, hi = hit.chunk.text, citation.start - hit.chunk.start, citation.end - hit.chunk.start
-        passage = f'{esc(text[:lo])}<mark class="rag-quote">{esc(text[lo:hi])}</mark>{esc(text[hi:])}'
+        passage = f"{esc(text[:lo])}{mark}{esc(text[hi:])}"
     else:
-        passage = f'<mark class="rag-quote">{esc(citation.quote)}</mark>'
-    score = f"retrieval score {hit.score:.3f}" if hit is not None else "retrieval score: not among the passages"
+        passage = mark
+    score = confidence_text(citation.confidence, hit)
     return (f'<div class="rag-card" id="{anchor(turn, citation.n)}">'
             f'<div class="rag-card-title"><span class="rag-num">[{citation.n}]</span>{esc(citation.title)}</div>'
             f'<div class="rag-meta">{esc(citation.source)}, chars {citation.start}–{citation.end} · {score}</div>'
@@ -121,12 +147,15 @@ def citation_card_html(turn: int, citation: Citation, passages: Sequence[Hit]) -
             f'<div class="rag-passage">{passage}</div></div>')
 
 
-def passage_card_html(hit: Hit) -> str:
-    """A retrieved passage (not a citation): title, file and span, metadata, text, score."""
+def passage_card_html(hit: Hit, confidence: float | None = None) -> str:
+    """A retrieved passage (not a citation): title, file and span, metadata, text, and the reader's best
+    confidence for a sentence of it (when it read one) or its retrieval rank."""
     c = hit.chunk
+    how = f"best sentence {confidence_text(confidence, hit)}" if confidence is not None \
+        else confidence_text(None, hit)
     return (f'<div class="rag-card">'
             f'<div class="rag-card-title"><span class="rag-num">#{hit.rank}</span>{esc(hit.title)}</div>'
-            f'<div class="rag-meta">{esc(hit.source)}, chars {c.start}–{c.end} · retrieval score {hit.score:.3f}'
+            f'<div class="rag-meta">{esc(hit.source)}, chars {c.start}–{c.end} · {how}'
             f"</div>{_metadata(hit.metadata)}"
             f'<div class="rag-passage">{esc(c.text)}</div></div>')
 
@@ -137,7 +166,7 @@ def sources_html(turn: int, answer: Answer) -> str:
         cards = "".join(citation_card_html(turn, c, answer.passages) for c in answer.citations)
         return f'<div class="rag-heading">Sources</div>{cards}'
     if answer.passages:
-        cards = "".join(passage_card_html(h) for h in answer.passages)
+        cards = "".join(passage_card_html(h, answer.readings.get(h.chunk.chunk_id)) for h in answer.passages)
         return f'<div class="rag-heading">Closest passages (not citations)</div>{cards}'
     return '<div class="rag-meta">No passage of the archive matched (check the filters in the sidebar).</div>'
 
