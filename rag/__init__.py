@@ -11,6 +11,7 @@ from typing import Sequence
 
 from .build import BuildReport, build_index
 from .corpus import Article, iter_articles, load_documents, source_text
+from .embedding import encoder_info
 from .engine import Engine, get_engine
 from .errors import (BadQuestion, CorpusEmpty, CorpusMissing, ExportError, IndexCorrupt, IndexLocked,
                      IndexMismatch, IndexMissing, LLMUnavailable, RagError, SettingsError)
@@ -43,6 +44,6 @@ __all__ = [
     "Answer", "Article", "BadQuestion", "BuildReport", "Chunk", "Citation", "CorpusEmpty", "CorpusMissing",
     "Document", "EXPORT_FORMATS", "Engine", "ExportError", "Hit", "IndexCorrupt", "IndexLocked", "IndexMismatch", "IndexMissing",
     "IndexStatus", "LLMUnavailable", "RagError", "Settings", "SettingsError", "ask", "build_index",
-    "describe_settings", "export_answers", "format_for_path", "get_engine", "index_info", "index_status", "indexed_documents", "iter_articles",
+    "describe_settings", "encoder_info", "export_answers", "format_for_path", "get_engine", "index_info", "index_status", "indexed_documents", "iter_articles",
     "load_documents", "load_settings", "search", "source_text", "verify_index", "write_export", "__version__",
 ]
