@@ -26,6 +26,9 @@ test: setup
 	$(PY) -m pytest
 
 bench: setup
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test,bench]'
+	$(PY) benchmarks/bench_encoder.py
+	$(PY) benchmarks/bench_langchain.py
 	$(PY) benchmarks/bench_index.py
 	$(PY) benchmarks/bench_query.py
 	$(PY) benchmarks/bench_scale.py

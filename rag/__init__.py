@@ -11,6 +11,7 @@ from typing import Sequence
 
 from .build import BuildReport, build_index
 from .corpus import Article, iter_articles, load_documents, source_text
+from .embedding import encoder_info
 from .engine import Engine, get_engine
 from .errors import (BadQuestion, CorpusEmpty, CorpusMissing, ExportError, IndexCorrupt, IndexFolderRefused,
                      IndexLocked, IndexMismatch, IndexMissing, IndexWriteFailed, LLMUnavailable, RagError,
@@ -53,6 +54,6 @@ __all__ = [
     "Document", "EXPORT_FORMATS", "Engine", "ExportError", "Hit", "IndexCorrupt", "IndexFolderRefused", "IndexLocked",
     "IndexMismatch", "IndexMissing", "IndexStatus", "IndexWriteFailed", "LLMUnavailable", "RagError", "ReaderError",
     "Settings", "SettingsError", "SpanError", "ask", "build_index", "reader_info",
-    "describe_settings", "export_answers", "format_for_path", "get_engine", "index_info", "index_status", "indexed_documents", "iter_articles",
+    "describe_settings", "encoder_info", "export_answers", "format_for_path", "get_engine", "index_info", "index_status", "indexed_documents", "iter_articles",
     "load_documents", "load_settings", "search", "source_text", "verify_index", "write_export", "__version__",
 ]

@@ -3,6 +3,7 @@ live index, verify, then swap `CURRENT`."""
 
 from __future__ import annotations
 
+import bisect
 import fcntl
 import hashlib
 import json
@@ -23,13 +24,14 @@ from . import __version__
 from .chunking import Chunker
 from .corpus import Article, corpus_files, iter_articles
 from .dates import normalise_date
-from .embedding import Embedder, load_embedder
+from .embedding import Embedder, Passage, Tokens, load_embedder
 from .errors import CorpusEmpty, IndexCorrupt, IndexLocked, IndexWriteFailed, RagError
 from .files import atomic_write_text, fsync_path, sha256_file
 from .index import (BM25_DIR, CHUNK_VECTORS, CURRENT, DB, FAISS_FILE, FORMAT_VERSION, INDEXES, LOCK, MANIFEST, MARK,
-                    SCHEMA, SENTENCE_VECTORS, DocRow, Generation, check_index_folder, data_files, is_generation,
-                    live_generation, pointer_problem)
+                    SCHEMA, SENTENCE_VECTORS, DocRow, Generation, check_index_folder, data_files, index_backend,
+                    is_generation, live_generation, pointer_problem)
 from .lexical import Lexical
+from .records import Chunk
 from .sentences import sentence_spans
 from .settings import Settings
 from .sources import SourceFile
@@ -57,6 +59,8 @@ class BuildReport:
     full_reason: str | None
     seconds: float
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    tokens_embedded: int = 0  # word pieces the encoder read (special tokens not counted)
+    sentences_encoded: int = 0  # sentences encoded on their own (all, unless pooled from the chunk pass)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -108,34 +112,77 @@ class _VectorFile:
 
 
 class _EmbedQueue:
-    """Texts waiting to be encoded, flushed to their rows in large batches."""
+    """Chunks of whole articles waiting to be encoded, with their sentences, flushed to their rows in large
+    batches. Sentence vectors are either pooled from the chunk pass (each word piece encoded once; a sentence
+    split between two chunks pools its pieces from both) or encoded on their own, in the same batches."""
 
-    def __init__(self, embedder: Embedder, out: _VectorFile) -> None:
-        self.embedder, self.out = embedder, out
-        self.rows: list[int] = []
-        self.texts: list[str] = []
-        self.embedded = 0
+    def __init__(self, embedder: Embedder, chunk_out: _VectorFile, sent_out: _VectorFile, pooled: bool) -> None:
+        self.embedder, self.chunk_out, self.sent_out, self.pooled = embedder, chunk_out, sent_out, pooled
+        self.passages: list[Passage] = []
+        self.chunk_rows: list[int] = []
+        self.sentences: list[Passage] = []
+        self.sent_rows: list[int] = []
+        self.owners: list[int] = []  # pooled: for each span of each passage, its sentence (index into sentences)
+        self.embedded = self.tokens = self.apart = 0
 
-    def add(self, row: int, text: str) -> None:
-        self.rows.append(row)
-        self.texts.append(text)
-        if len(self.texts) >= _EMBED_BATCH:
+    def add(self, chunk_row: int, pieces: list[tuple[Chunk, Tokens]], sent_row: int,
+            sentences: list[Passage]) -> None:
+        """One article's chunks (rows from `chunk_row`) and sentences (rows from `sent_row`, in source order)."""
+        base = len(self.sentences)
+        self.sent_rows += range(sent_row, sent_row + len(sentences))
+        self.sentences += sentences
+        starts, ends = [p.start for p in sentences], [p.start + len(p.text) for p in sentences]
+        for i, (chunk, tokens) in enumerate(pieces):
+            spans: tuple[tuple[int, int], ...] = ()
+            if self.pooled:
+                inside = range(bisect.bisect_right(ends, chunk.start), bisect.bisect_left(starts, chunk.end))
+                spans = tuple((max(starts[j], chunk.start), min(ends[j], chunk.end)) for j in inside)
+                self.owners += [base + j for j in inside]
+            self.passages.append(Passage(chunk.start, chunk.text, tokens, spans))
+            self.chunk_rows.append(chunk_row + i)
+        if len(self.passages) >= _EMBED_BATCH:
             self.flush()
 
     def flush(self) -> None:
-        if not self.texts:
+        if not self.passages and not self.sentences:
             return
-        vectors = self.embedder.encode_documents(self.texts)
-        rows = np.asarray(self.rows)
-        # rows arrive in runs; write each contiguous run at once
-        breaks = np.flatnonzero(np.diff(rows) != 1) + 1
-        for part_rows, part in zip(np.split(rows, breaks), np.split(vectors, breaks)):
-            self.out.write(int(part_rows[0]), part)
-        self.embedded += len(self.texts)
-        self.rows, self.texts = [], []
+        n = len(self.passages)
+        apart = [] if self.pooled else list(range(len(self.sentences)))
+        pooled = self.embedder.encode_passages(self.passages + [self.sentences[i] for i in apart])
+        _write_rows(self.chunk_out, self.chunk_rows, pooled.vectors[:n])
+        vectors = pooled.vectors[n:]
+        if self.pooled:
+            dim = self.embedder.dimension
+            sums = np.zeros((len(self.sentences), dim), dtype=np.float32)
+            counts = np.zeros(len(self.sentences), dtype=np.int64)
+            if self.owners:
+                owners = np.asarray(self.owners)
+                np.add.at(sums, owners, np.concatenate(pooled.span_sums).reshape(-1, dim))
+                np.add.at(counts, owners, np.concatenate(pooled.span_tokens))
+            # a sentence with no word piece in any chunk (only characters the tokenizer drops): on its own
+            apart = [int(i) for i in np.flatnonzero(counts == 0)]
+            if apart:
+                sums[apart] = self.embedder.encode_passages([self.sentences[i] for i in apart]).vectors
+            vectors = sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
+        _write_rows(self.sent_out, self.sent_rows, vectors)
+        self.embedded += n
+        self.tokens += sum(len(p.tokens) for p in self.passages) + sum(len(self.sentences[i].tokens) for i in apart)
+        self.apart += len(apart)
+        self.passages, self.chunk_rows, self.sentences, self.sent_rows, self.owners = [], [], [], [], []
 
 
-def _previous(root: Path, settings_hash: str, model_id: str, full: bool) -> tuple[Generation | None, str | None]:
+def _write_rows(out: _VectorFile, rows: list[int], vectors: np.ndarray) -> None:
+    """Write each vector at its row; rows arrive in runs, and each contiguous run is written at once."""
+    if not rows:
+        return
+    at = np.asarray(rows)
+    breaks = np.flatnonzero(np.diff(at) != 1) + 1
+    for part_rows, part in zip(np.split(at, breaks), np.split(vectors, breaks)):
+        out.write(int(part_rows[0]), part)
+
+
+def _previous(root: Path, settings_hash: str, model_id: str, backend: str,
+              full: bool) -> tuple[Generation | None, str | None]:
     """The live generation to reuse vectors from, or None with the reason for a full rebuild."""
     if full:
         return None, "--full was asked for"
@@ -149,6 +196,8 @@ def _previous(root: Path, settings_hash: str, model_id: str, full: bool) -> tupl
         return None, f"the previous index is unusable ({exc})"
     if previous.manifest.get("model") != model_id:
         return None, f"the embedding model changed ({previous.manifest.get('model')} -> {model_id})"
+    if index_backend(previous.manifest) != backend:
+        return None, f"the embedding backend changed ({index_backend(previous.manifest)} -> {backend})"
     if previous.manifest.get("settings_hash") != settings_hash:
         return None, "the chunking settings changed"
     return previous, None
@@ -209,9 +258,9 @@ def build_index(settings: Settings, full: bool = False, progress: Progress | Non
         except RagError:
             live_name = ""
         _clean(root, {live_name})
-        embedder = embedder or load_embedder(settings.embedding)
+        embedder = embedder or load_embedder(settings.embedding, progress)
         settings_hash = settings.index_hash(embedder.model_id)
-        previous, full_reason = _previous(root, settings_hash, embedder.model_id, full)
+        previous, full_reason = _previous(root, settings_hash, embedder.model_id, embedder.backend, full)
         stamp = datetime.now(timezone.utc)
         gen = root / f"gen-{stamp:%Y%m%dT%H%M%S%fZ}-{settings_hash[:8]}"
         try:
@@ -244,13 +293,13 @@ def _write_generation(gen: Path, settings: Settings, embedder: Embedder, setting
                       previous: Generation | None, files: list[Path], progress: Progress | None,
                       warn: Callable[[str], None]) -> dict[str, int]:
     dim = embedder.dimension
-    chunker = Chunker(embedder.count_tokens, settings.chunking.chunk_tokens, settings.chunking.overlap_tokens,
+    chunker = Chunker(embedder.tokenize, settings.chunking.chunk_tokens, settings.chunking.overlap_tokens,
                       embedder.max_tokens)
     db = sqlite3.connect(gen / DB)
     db.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;" + SCHEMA)
     chunk_file = _VectorFile(gen / CHUNK_VECTORS, dim)
     sent_file = _VectorFile(gen / SENTENCE_VECTORS, dim)
-    chunk_queue, sent_queue = _EmbedQueue(embedder, chunk_file), _EmbedQueue(embedder, sent_file)
+    queue = _EmbedQueue(embedder, chunk_file, sent_file, settings.embedding.sentence_vectors == "pooled")
     n_chunks = n_sents = n_docs = reused = 0
     added = changed = unchanged = 0
     seen: set[str] = set()
@@ -296,26 +345,24 @@ def _write_generation(gen: Path, settings: Settings, embedder: Embedder, setting
                 added += 1
             else:
                 changed += 1
-            chunks = chunker.chunk(doc, text)
+            span_tokens = [embedder.tokenize(text[s:e]).shifted(s) for s, e in doc.spans]  # once per text
+            pieces = chunker.chunk_tokens(doc, text, span_tokens)
             db.executemany("INSERT INTO chunks VALUES (?,?,?,?,?,?)", [
-                (n_chunks + i, c.chunk_id, n_docs, c.start, c.end, c.text) for i, c in enumerate(chunks)])
-            for i, c in enumerate(chunks):
-                chunk_queue.add(n_chunks + i, c.text)
-            n_chunks += len(chunks)
-            spans = [sp for s, e in doc.spans for sp in sentence_spans(text, s, e)]
+                (n_chunks + i, c.chunk_id, n_docs, c.start, c.end, c.text) for i, (c, _t) in enumerate(pieces)])
+            sentences = [Passage(s, text[s:e], tokens.between(s, e))
+                         for (a, b), tokens in zip(doc.spans, span_tokens) for s, e in sentence_spans(text, a, b)]
             db.executemany("INSERT INTO sentences VALUES (?,?,?,?)", [
-                (n_sents + i, n_docs, s, e) for i, (s, e) in enumerate(spans)])
-            for i, (s, e) in enumerate(spans):
-                sent_queue.add(n_sents + i, text[s:e])
-            n_sents += len(spans)
+                (n_sents + i, n_docs, p.start, p.start + len(p.text)) for i, p in enumerate(sentences)])
+            queue.add(n_chunks, pieces, n_sents, sentences)
+            n_chunks += len(pieces)
+            n_sents += len(sentences)
         db.execute("INSERT INTO docs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", (
             n_docs, doc.doc_id, doc.title, doc.source, doc.start, doc.end, json.dumps(doc.spans),
             json.dumps(dict(doc.metadata), ensure_ascii=False), normalise_date(doc.metadata.get("date")),
             digest, chunk_lo, n_chunks, sent_lo, n_sents))
         documents[doc.doc_id] = {"hash": digest, "chunks": [chunk_lo, n_chunks]}
         n_docs += 1
-    chunk_queue.flush()
-    sent_queue.flush()
+    queue.flush()
     if progress:
         progress("documents", total_bytes, total_bytes)
     if n_docs == 0:
@@ -349,6 +396,8 @@ def _write_generation(gen: Path, settings: Settings, embedder: Embedder, setting
         "format_version": FORMAT_VERSION,
         "package_version": __version__,
         "model": embedder.model_id,
+        "backend": embedder.backend,
+        "sentence_vectors": settings.embedding.sentence_vectors,
         "dimension": dim,
         "max_seq_length": embedder.max_tokens + 2,
         "chunking": asdict(settings.chunking),
@@ -377,5 +426,5 @@ def _write_generation(gen: Path, settings: Settings, embedder: Embedder, setting
             raise RagError(f"The new index in {gen} failed its test query; the live index is unchanged.")
     check.close()
     return {"documents": n_docs, "chunks": n_chunks, "sentences": n_sents, "added": added, "changed": changed,
-            "removed": removed, "unchanged": unchanged, "chunks_embedded": chunk_queue.embedded,
-            "chunks_reused": reused}
+            "removed": removed, "unchanged": unchanged, "chunks_embedded": queue.embedded,
+            "chunks_reused": reused, "tokens_embedded": queue.tokens, "sentences_encoded": queue.apart}

@@ -104,7 +104,8 @@ def _progress_bar(enabled: bool) -> tuple[Callable[[str, int, int], None] | None
 
     def update(stage: str, done: int, total: int) -> None:
         if stage not in tasks:
-            label = {"documents": "Reading and embedding files", "vectors": "Writing vector and BM25 indexes"}
+            label = {"documents": "Reading and embedding files", "vectors": "Writing vector and BM25 indexes",
+                     "encoder": "Deriving the ONNX encoder from the model (once)"}
             tasks[stage] = bar.add_task(label.get(stage, stage), total=total)
         bar.update(tasks[stage], completed=done, total=total)
 
@@ -154,6 +155,8 @@ def index_info(index: Optional[Path] = IndexOpt, corpus: Optional[Path] = Corpus
         _echo(f"Built:      {info.get('built_at', '?')} by rag {info.get('package_version', '?')}")
         _echo(f"Model:      {info['model']} (dimension {info['dimension']}, max {info.get('max_seq_length', '?')} "
               "tokens)")
+        _echo(f"Encoder:    backend {info.get('backend', 'torch')}; sentence vectors "
+              f"{info.get('sentence_vectors', 'encoded')}")
         _echo(f"Contents:   {counts['documents']} articles, {counts['chunks']} chunks, "
               f"{counts['sentences']} sentences, from {info['sources']} files")
         _echo(f"Store:      {store.get('type', '?') if isinstance(store, dict) else '?'}; "
@@ -396,6 +399,32 @@ def ui_cmd(corpus: Optional[Path] = CorpusOpt, index: Optional[Path] = IndexOpt,
                "--client.toolbarMode", "minimal"]
         _echo(f"Open http://{host}:{port} in a browser (Ctrl+C stops the app).", err=True)
         raise typer.Exit(subprocess.call(cmd, env=env))
+
+
+@app.command("encoder")
+def encoder_cmd(as_json: bool = JsonOpt) -> None:
+    """The encoder the settings select; an ONNX one is derived from the model first if it is not cached yet."""
+    with _errors():
+        settings = rag.load_settings()
+        progress, stop = _progress_bar(not as_json and sys.stderr.isatty())
+        try:
+            info = rag.encoder_info(settings.embedding, progress)
+        finally:
+            stop()
+        if as_json:
+            _print_json(info)
+            return
+        typer.echo(f"Encoder:  {info['backend']} for model {info['model']}")
+        if "file" not in info:
+            typer.echo("Runs:     sentence-transformers on torch, as the model folder declares it")
+            return
+        size = Path(info["file"]).stat().st_size
+        typer.echo(f"Runs:     {info['file']} ({size / 2**20:.1f} MiB), derived {info['made_at']} in "
+                   f"{info['seconds']} s with " + ", ".join(f"{k} {v}" for k, v in info["made_with"].items()))
+        check = info["check"]
+        typer.echo(f"Checked:  cosine to torch's vectors on {check['probes']} probe texts: " + "; ".join(
+            f"{name} mean {c['mean_cosine']:.4f} (min {c['min_cosine']:.4f})"
+            for name, c in check.items() if isinstance(c, dict)))
 
 
 @app.command("settings")

@@ -1,28 +1,88 @@
-"""Text encoders. The only module that imports sentence-transformers (and torch)."""
+"""Text encoders behind one interface. A text is tokenized once, with the character span of every word piece;
+passages are encoded in batches of similar length; one forward pass over a chunk gives the chunk's vector
+(mean of its token vectors) and the vectors of the sentences inside it (mean of their tokens' vectors).
+
+Backends (`embedding.backend`): ONNX Runtime, int8 or fp32 (rag/runtime.py, the only onnxruntime import), and
+sentence-transformers on torch (rag/torch_backend.py, the only torch import). This module imports neither."""
 
 from __future__ import annotations
 
+import json
+import os
 import threading
 import unicodedata
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
 from .errors import SettingsError
 from .settings import BUNDLED_MODEL, EmbeddingSettings
 
-Progress = Callable[[int], None]
+@dataclass(frozen=True)
+class Tokens:
+    """The word pieces of a text (no special tokens) and the character span `[starts[i], ends[i])` of each."""
+
+    ids: np.ndarray
+    starts: np.ndarray
+    ends: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def index_range(self, start: int, end: int) -> tuple[int, int]:
+        """`(lo, hi)`: the pieces `lo..hi-1` are those lying inside `[start, end)`."""
+        lo = int(np.searchsorted(self.starts, start, "left"))
+        hi = int(np.searchsorted(self.ends, end, "right"))
+        return lo, max(lo, hi)
+
+    def count(self, start: int, end: int) -> int:
+        lo, hi = self.index_range(start, end)
+        return hi - lo
+
+    def between(self, start: int, end: int) -> "Tokens":
+        lo, hi = self.index_range(start, end)
+        return Tokens(self.ids[lo:hi], self.starts[lo:hi], self.ends[lo:hi])
+
+    def shifted(self, delta: int) -> "Tokens":
+        return Tokens(self.ids, self.starts + delta, self.ends + delta)
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A text encoded as one sequence, and the spans inside it whose token vectors are pooled too. `text`
+    starts at offset `start`; `tokens` and `spans` use the same offsets (those of the source text)."""
+
+    start: int
+    text: str
+    tokens: Tokens
+    spans: tuple[tuple[int, int], ...] = ()
+
+
+@dataclass(frozen=True)
+class Pooled:
+    """What one pass over some passages gives: a normalised vector per passage and, per passage, the sum of the
+    token vectors inside each of its spans with the number of tokens summed (0 when no token lies inside)."""
+
+    vectors: np.ndarray
+    span_sums: list[np.ndarray]
+    span_tokens: list[np.ndarray]
 
 
 class Embedder(Protocol):
     """What the pipeline needs from an encoder."""
 
     model_id: str
+    backend: str
     dimension: int
     max_tokens: int  # longest text, in word pieces, the encoder reads without truncation
 
     def count_tokens(self, text: str) -> int: ...
+
+    def tokenize(self, text: str) -> Tokens: ...
+
+    def encode_passages(self, passages: Sequence[Passage]) -> Pooled: ...
 
     def encode_documents(self, texts: Sequence[str]) -> np.ndarray: ...
 
@@ -30,7 +90,8 @@ class Embedder(Protocol):
 
 
 def normalise(text: str) -> str:
-    """What the encoder and BM25 see: NFKC (which also turns NBSP into a space)."""
+    """What BM25 sees (the encoder's tokenizer applies the same NFKC itself): NFKC, which also turns NBSP into
+    a space."""
     return unicodedata.normalize("NFKC", text)
 
 
@@ -61,72 +122,196 @@ def model_identity(model: str) -> tuple[str, str, bool]:
     return model, model, False
 
 
-class SentenceTransformerEmbedder:
-    """A sentence-transformers model; normalised float32 vectors."""
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
-    def __init__(self, settings: EmbeddingSettings) -> None:
-        from sentence_transformers import SentenceTransformer
-        from transformers.utils import logging as hf_logging
 
-        self.model_id, target, local = model_identity(settings.model)
-        hf_logging.disable_progress_bar()  # its weight-loading bar would break our own output
-        try:
-            self._model = SentenceTransformer(target, device=settings.device, local_files_only=local)
-        except Exception as exc:  # noqa: BLE001 - any load failure is a settings problem for the user
-            raise SettingsError(f"Could not load embedding model {settings.model!r}: {exc}. "
-                                "Check embedding.model (a model folder, or 'bundled').") from None
-        finally:
-            hf_logging.enable_progress_bar()
-        self._batch = settings.batch_size
-        self._lock = threading.Lock()
-        dimension = getattr(self._model, "get_embedding_dimension", None) or \
-            self._model.get_sentence_embedding_dimension
-        self.dimension = int(dimension() or 0)
-        self.max_tokens = int(self._model.max_seq_length) - 2  # [CLS] and [SEP]
-        self._tokenizer = self._model.tokenizer
+def mean_pooling_model(folder: Path) -> bool:
+    """Whether a sentence-transformers model folder is a transformer whose sentence vector is the mean of its
+    token vectors (optionally normalised), so that any span's vector can be pooled from the same pass."""
+    modules = json.loads((folder / "modules.json").read_text(encoding="utf-8")) \
+        if (folder / "modules.json").exists() else None
+    if modules is None:
+        return True  # a bare transformer: sentence-transformers adds mean pooling
+    kinds = [str(m.get("type", "")).rsplit(".", 1)[-1] for m in modules]
+    if kinds[:2] != ["Transformer", "Pooling"] or any(k != "Normalize" for k in kinds[2:]):
+        return False
+    pooling = _read_json(folder / modules[1].get("path", "") / "config.json")
+    modes = [k for k, v in pooling.items() if k.startswith("pooling_mode") and v]
+    return modes == ["pooling_mode_mean_tokens"]
+
+
+def load_tokenizer(folder: Path) -> Any:
+    """The fast tokenizer of a model folder (`tokenizer.json`)."""
+    from tokenizers import Tokenizer
+
+    path = folder / "tokenizer.json"
+    if not path.exists():
+        raise SettingsError(f"Embedding model folder {folder} has no tokenizer.json (a fast tokenizer), which "
+                            "rag needs for the span of every word piece. Pick another embedding.model.")
+    return Tokenizer.from_file(str(path))
+
+
+def max_seq_length(folder: Path) -> int:
+    """Longest input, in tokens with the special ones, that the model folder declares."""
+    declared = _read_json(folder / "sentence_bert_config.json").get("max_seq_length")
+    return int(declared or _read_json(folder / "config.json").get("max_position_embeddings") or 512)
+
+
+def threads(setting: int) -> int:
+    """Threads for the encoder: the setting, or every core this process may run on."""
+    if setting > 0:
+        return setting
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+BATCH_TOKENS = 8192  # most word pieces, padding included, in one forward pass: bounds the activations' memory
+
+
+class TokenEncoder:
+    """The shared part of the real backends: tokenizing with offsets, batching by length, pooling. A backend
+    supplies `_forward(ids, mask) -> (token vectors (batch, length, dimension), sentence vectors or None)`;
+    None means the sentence vector is the mean of the token vectors, special tokens included."""
+
+    model_id: str
+    backend: str
+    dimension: int
+
+    def __init__(self, tokenizer: Any, max_seq_length: int, batch_size: int) -> None:
+        from tokenizers import normalizers
+
+        # NFKC inside the tokenizer, so that every word piece keeps its span in the original text
+        nfkc = normalizers.NFKC()
+        tokenizer.normalizer = normalizers.Sequence([nfkc, tokenizer.normalizer]) if tokenizer.normalizer else nfkc
+        pad = tokenizer.padding["pad_id"] if tokenizer.padding else (tokenizer.token_to_id("[PAD]") or 0)
+        tokenizer.no_truncation()  # texts are measured and cut here, never with a warning on the terminal
+        tokenizer.no_padding()
+        self._tokenizer = tokenizer
+        with_special = tokenizer.encode("a", add_special_tokens=True).ids
+        plain = tokenizer.encode("a", add_special_tokens=False).ids
+        at = next(i for i in range(len(with_special)) if with_special[i:i + len(plain)] == plain)
+        self._prefix = np.asarray(with_special[:at], dtype=np.int64)
+        self._suffix = np.asarray(with_special[at + len(plain):], dtype=np.int64)
+        self._pad = pad
+        self.max_tokens = max_seq_length - len(self._prefix) - len(self._suffix)
+        self._batch = max(1, batch_size)
+        self.pools_spans = True  # False: the model's sentence vector is no token mean; spans are encoded apart
+
+    # --- tokens ------------------------------------------------------------------------------------------
+    def tokenize(self, text: str) -> Tokens:
+        encoding = self._tokenizer.encode(text, add_special_tokens=False)
+        offsets = np.asarray(encoding.offsets, dtype=np.int64).reshape(-1, 2)
+        return Tokens(np.asarray(encoding.ids, dtype=np.int64), offsets[:, 0].copy(), offsets[:, 1].copy())
 
     def count_tokens(self, text: str) -> int:
-        return len(self._tokenizer(normalise(text), add_special_tokens=False)["input_ids"])
+        return len(self._tokenizer.encode(text, add_special_tokens=False).ids)
 
-    def _encode(self, texts: Sequence[str]) -> np.ndarray:
-        if not texts:
-            return np.zeros((0, self.dimension), dtype=np.float32)
-        with self._lock:  # torch modules are not documented as safe to call from many threads at once
-            vectors = self._model.encode(
-                [normalise(t) for t in texts],
-                batch_size=self._batch,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            )
-        return np.ascontiguousarray(vectors, dtype=np.float32)
+    # --- the forward pass --------------------------------------------------------------------------------
+    def _forward(self, ids: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        raise NotImplementedError
+
+    def _run(self, sequences: Sequence[np.ndarray],
+             spans: Sequence[Sequence[tuple[int, int]]] | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Normalised sentence vectors of `sequences` (word-piece ids without special tokens, at most max_tokens
+        long) and, when `spans` gives index ranges `(lo, hi)` into each sequence, the sum of the token vectors
+        of each range. Sequences are encoded longest first in batches of similar length: little padding."""
+        order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i]))
+        means = np.zeros((len(sequences), self.dimension), dtype=np.float32)
+        sums = [np.zeros((len(spans[i]) if spans else 0, self.dimension), np.float32) for i in range(len(sequences))]
+        p, s = len(self._prefix), len(self._suffix)
+        lo = 0
+        while lo < len(order):
+            width = p + len(sequences[order[lo]]) + s  # the longest of the batch
+            batch = order[lo:lo + max(1, min(self._batch, BATCH_TOKENS // width))]
+            lo += len(batch)
+            ids = np.full((len(batch), width), self._pad, dtype=np.int64)
+            mask = np.zeros((len(batch), width), dtype=np.int64)
+            for row, i in enumerate(batch):
+                n = p + len(sequences[i]) + s
+                ids[row, :n] = np.concatenate([self._prefix, sequences[i], self._suffix])
+                mask[row, :n] = 1
+            hidden, pooled = self._forward(ids, mask)
+            for row, i in enumerate(batch):
+                n = p + len(sequences[i]) + s
+                means[i] = hidden[row, :n].mean(axis=0) if pooled is None else pooled[row]
+                for j, (a, b) in enumerate(spans[i] if spans else ()):
+                    if b > a:
+                        sums[i][j] = hidden[row, p + a:p + b].sum(axis=0)
+        return _unit(means), sums
+
+    # --- the interface -----------------------------------------------------------------------------------
+    def encode_passages(self, passages: Sequence[Passage]) -> Pooled:
+        sequences = [p.tokens.ids[: self.max_tokens] for p in passages]
+        ranges = [[_clip(p.tokens.index_range(s, e), len(seq)) for s, e in p.spans]
+                  for p, seq in zip(passages, sequences)]
+        if not self.pools_spans:  # the model's sentence vector is no token mean: encode each span on its own
+            vectors = self._run(sequences)[0]
+            texts = [p.text[max(0, s - p.start):max(0, e - p.start)] for p in passages for s, e in p.spans]
+            flat, sums, at = self.encode_documents(texts), [], 0
+            for p in passages:
+                sums.append(flat[at:at + len(p.spans)])
+                at += len(p.spans)
+        else:
+            vectors, sums = self._run(sequences, ranges)
+        counts = [np.asarray([b - a for a, b in r], dtype=np.int64) for r in ranges]
+        return Pooled(vectors, sums, counts)
 
     def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
-        return self._encode(texts)
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        return self._run([self.tokenize(t).ids[: self.max_tokens] for t in texts])[0]
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
-        """A few short texts: one forward pass, which is faster for a single query than `encode`'s batching
-        machinery (sorting, chunking into batches, progress handling)."""
-        if len(texts) > 8:
-            return self._encode(texts)
-        import torch
-
-        prepare = getattr(self._model, "preprocess", None) or self._model.tokenize
-        with self._lock, torch.inference_mode():
-            features = prepare([normalise(t) for t in texts])
-            vectors = self._model(features)["sentence_embedding"]
-            vectors = torch.nn.functional.normalize(vectors, dim=-1)
-        return np.ascontiguousarray(vectors.cpu().numpy(), dtype=np.float32)
+        return self.encode_documents(texts)
 
 
-_CACHE: dict[tuple[str, str], Embedder] = {}
+def _clip(span: tuple[int, int], n: int) -> tuple[int, int]:
+    return min(span[0], n), min(span[1], n)
+
+
+def _unit(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return np.ascontiguousarray(vectors / np.maximum(norms, 1e-12), dtype=np.float32)
+
+
+
+def _create(settings: EmbeddingSettings, progress: Callable[[str, int, int], None] | None) -> Embedder:
+    if settings.backend == "torch":
+        from .torch_backend import TorchEmbedder
+
+        return TorchEmbedder(settings)
+    from .runtime import OnnxEmbedder
+
+    return OnnxEmbedder(settings, progress)
+
+
+def encoder_info(settings: EmbeddingSettings,
+                 progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
+    """The encoder `settings` select: backend, model and, for the ONNX backends, the card of the encoder derived
+    from the model (derived now when not cached yet) with its folder."""
+    info: dict[str, Any] = {"backend": settings.backend, "model": model_identity(settings.model)[0]}
+    if settings.backend != "torch":
+        from .runtime import describe
+
+        info.update(describe(settings, progress))
+    return info
+
+
+_CACHE: dict[EmbeddingSettings, Embedder] = {}
 _CACHE_LOCK = threading.Lock()
 
 
-def load_embedder(settings: EmbeddingSettings) -> Embedder:
-    """The encoder for `settings`, loaded once per process and shared."""
-    key = (settings.model, settings.device)
+def load_embedder(settings: EmbeddingSettings, progress: Callable[[str, int, int], None] | None = None) -> Embedder:
+    """The encoder for `settings`, loaded once per process and shared. Deriving an ONNX encoder the first time
+    reports to `progress` as stage "encoder"."""
     with _CACHE_LOCK:
-        if key not in _CACHE:
-            _CACHE[key] = SentenceTransformerEmbedder(settings)
-        return _CACHE[key]
+        if settings not in _CACHE:
+            _CACHE[settings] = _create(settings, progress)
+        return _CACHE[settings]

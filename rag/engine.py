@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Sequence
 
 from .answer import ABSTAIN_TEXT, compose, decide, read, score_sentences, select
-from .embedding import Embedder, load_embedder
+from .embedding import Embedder, load_embedder, model_identity
 from .errors import BadQuestion, LLMUnavailable, SettingsError
 from .question import parts, reading_questions
-from .index import CURRENT, Generation, live_generation, open_live
+from .index import CURRENT, Generation, check_encoder, live_generation, open_live, read_manifest
 from .records import Answer, Document, Hit
 from .retrieval import retrieve
 from .settings import Settings
@@ -92,7 +92,10 @@ class Engine:
 
     def __init__(self, settings: Settings, embedder: Embedder | None = None) -> None:
         self.settings = settings
-        live_generation(settings.paths.index)  # a missing index is reported before the model is loaded
+        gen = live_generation(settings.paths.index)  # a missing index is reported before the model is loaded
+        if embedder is None:  # and so is one built with another model or backend
+            check_encoder(gen, read_manifest(gen), model_identity(settings.embedding.model)[0],
+                          settings.embedding.backend)
         self.embedder = embedder or load_embedder(settings.embedding)
         self.reader = load_answer_reader(settings.answer.reader)
         self._lock = threading.Lock()
@@ -101,7 +104,8 @@ class Engine:
 
     def _open(self) -> Generation:
         s = self.settings
-        return open_live(s.paths.index, self.embedder.model_id, s.store.nprobe, s.store.ef_search)
+        return open_live(s.paths.index, self.embedder.model_id, s.store.nprobe, s.store.ef_search,
+                         self.embedder.backend)
 
     @property
     def generation(self) -> Generation:

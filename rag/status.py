@@ -6,8 +6,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .embedding import model_identity
-from .errors import RagError
-from .index import Generation, check_files, live_generation, open_live, read_manifest
+from .errors import IndexMismatch, RagError
+from .index import (Generation, check_encoder, check_files, index_backend, live_generation, open_live,
+                    read_manifest)
 from .records import Document
 from .settings import Settings
 from .sources import Walk, changed_files
@@ -22,6 +23,7 @@ class IndexStatus:
     documents: int = 0
     chunks: int = 0
     model: str | None = None
+    backend: str | None = None
     built_at: str | None = None
     store: str | None = None
     corpus_changed: list[str] = field(default_factory=list)
@@ -51,14 +53,15 @@ def index_status(settings: Settings, deep: bool = False) -> IndexStatus:
     counts = manifest["counts"]
     store = manifest.get("store")
     base = dict(path=str(root), documents=counts["documents"], chunks=counts["chunks"], model=manifest["model"],
+                backend=index_backend(manifest),
                 built_at=str(manifest.get("built_at") or "") or None,
                 store=str(store.get("type")) if isinstance(store, dict) else None,
                 corpus_changed=corpus_changes(settings, manifest.get("sources", {})),
                 settings_changed=manifest.get("settings_hash") != settings.index_hash(model_id))
-    if manifest["model"] != model_id:
-        problem = (f"Index in {root} was built with model {manifest['model']!r} but the settings use {model_id!r}. "
-                   f"Rebuild it with: rag index build --index {root}")
-        return IndexStatus(ready=False, problem=problem, problem_kind="IndexMismatch", **base)
+    try:
+        check_encoder(gen, manifest, model_id, settings.embedding.backend)
+    except IndexMismatch as exc:
+        return IndexStatus(ready=False, problem=str(exc), problem_kind="IndexMismatch", **base)
     return IndexStatus(ready=True, **base)
 
 
@@ -84,7 +87,8 @@ def index_info(settings: Settings) -> dict[str, Any]:
 
 def verify_index(settings: Settings) -> dict[str, Any]:
     """Check manifest, checksums, counts, dimensions and model; raises the matching RagError on a problem."""
-    gen: Generation = open_live(settings.paths.index, model_identity(settings.embedding.model)[0])
+    gen: Generation = open_live(settings.paths.index, model_identity(settings.embedding.model)[0],
+                                backend=settings.embedding.backend)
     try:
         counts = dict(gen.manifest["counts"])
         return {"ok": True, "generation": gen.path.name, **counts, "dimension": gen.store.dimension}

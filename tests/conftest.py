@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 
 import rag
+from rag.embedding import Passage, Pooled, Tokens
+from rag.settings import EmbeddingSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "seeds"
@@ -64,19 +66,41 @@ def engine(bundled_index: rag.Settings) -> rag.Engine:
 
 
 class FakeEmbedder:
-    """Deterministic bag-of-words hashing encoder for fast unit tests; a 'token' is a word or punctuation."""
+    """Deterministic bag-of-words hashing encoder for fast unit tests; a 'token' is a word or punctuation. It
+    stands in for the default backend, so that indexes it builds pass the default settings' checks."""
 
     _TOKEN = re.compile(r"\w+|[^\w\s]")
 
-    def __init__(self, dimension: int = 64, max_tokens: int = 254, model_id: str = "fake-embedder") -> None:
+    def __init__(self, dimension: int = 64, max_tokens: int = 254, model_id: str = "fake-embedder",
+                 backend: str = EmbeddingSettings().backend) -> None:
         self.dimension = dimension
         self.max_tokens = max_tokens
         self.model_id = model_id
+        self.backend = backend
         self.calls = 0
         self.encoded = 0
 
     def count_tokens(self, text: str) -> int:
         return len(self._TOKEN.findall(text))
+
+    def tokenize(self, text: str) -> Tokens:
+        found = list(self._TOKEN.finditer(text))
+        return Tokens(np.asarray([len(m.group()) for m in found], dtype=np.int64),
+                      np.asarray([m.start() for m in found], dtype=np.int64),
+                      np.asarray([m.end() for m in found], dtype=np.int64))
+
+    def encode_passages(self, passages: Sequence[Passage]) -> Pooled:
+        """Passage vectors from `encode_documents`; a span's 'pooled' vector is the bag of the words of the
+        part of it inside the passage (zero, with no token counted, when no token lies inside)."""
+        vectors = self.encode_documents([p.text for p in passages])
+        sums, counts = [], []
+        for p in passages:
+            parts = [p.text[max(0, s - p.start):max(0, e - p.start)] for s, e in p.spans]
+            n = np.asarray([p.tokens.count(s, e) for s, e in p.spans], dtype=np.int64)
+            sums.append(np.stack([self._vec(t) * (k > 0) for t, k in zip(parts, n)]) if parts
+                        else np.zeros((0, self.dimension), np.float32))
+            counts.append(n)
+        return Pooled(vectors, sums, counts)
 
     def _vec(self, text: str) -> np.ndarray:
         v = np.zeros(self.dimension, dtype=np.float32)

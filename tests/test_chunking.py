@@ -32,7 +32,7 @@ def bundled() -> list[rag.Article]:
 
 
 def chunker(emb, chunk_tokens: int = DEFAULTS.chunk_tokens, overlap_tokens: int = DEFAULTS.overlap_tokens) -> Chunker:
-    return Chunker(emb.count_tokens, chunk_tokens, overlap_tokens, emb.max_tokens)
+    return Chunker(emb.tokenize, chunk_tokens, overlap_tokens, emb.max_tokens)
 
 
 def whole(text: str, doc_id: str = "doc") -> Document:
@@ -173,7 +173,7 @@ def test_repeated_text_is_fully_covered(embedder, text: str) -> None:
 
 def test_chunks_never_cross_an_excluded_block(bundled) -> None:
     fake = FakeEmbedder()
-    ch = Chunker(fake.count_tokens, 40, 8, fake.max_tokens)  # small chunks: many cuts near the gaps
+    ch = Chunker(fake.tokenize, 40, 8, fake.max_tokens)  # small chunks: many cuts near the gaps
     raw = bundled[0].source_text
     for article in bundled:
         doc = article.document
@@ -187,11 +187,11 @@ def test_chunks_never_cross_an_excluded_block(bundled) -> None:
 def test_chunking_keeps_nbsp_and_crlf_in_chunk_text() -> None:
     corpus = Path(__file__).resolve().parent / "data" / "corpus"
     fake = FakeEmbedder()
-    ch = Chunker(fake.count_tokens, 20, 4, fake.max_tokens)
+    ch = Chunker(fake.tokenize, 20, 4, fake.max_tokens)
     for article in rag.iter_articles(corpus, warn=lambda _m: None):
         chunks = ch.chunk(article.document, article.source_text)
         check_exact_and_covering(article.document, article.source_text, chunks)
     text = (corpus / "archive_crlf.txt").read_bytes().decode("utf-8")
     art = next(a for a in rag.iter_articles(corpus, warn=lambda _m: None) if a.document.source == "archive_crlf.txt")
-    joined = "".join(c.text for c in Chunker(fake.count_tokens, 500, 0, 500).chunk(art.document, text))
+    joined = "".join(c.text for c in Chunker(fake.tokenize, 500, 0, 500).chunk(art.document, text))
     assert "\u00a0" in joined and "\r\n" in joined and "“" in joined

@@ -56,7 +56,8 @@ def test_build_info_verify_on_the_bundled_archive(bundled_copy: tuple[Path, Path
     assert built.exit_code == 0, built.output
     report = json.loads(built.stdout)
     assert set(report) == {"index", "documents", "chunks", "sentences", "added", "changed", "removed", "unchanged",
-                           "chunks_embedded", "chunks_reused", "full", "full_reason", "seconds", "warnings"}
+                           "chunks_embedded", "chunks_reused", "full", "full_reason", "seconds", "warnings",
+                           "tokens_embedded", "sentences_encoded"}
     assert (report["documents"], report["unchanged"], report["chunks_embedded"]) == (10, 10, 0)
     assert report["chunks_reused"] == report["chunks"] > 10 and report["full"] is False
     assert report["warnings"] == [] and built.stderr == ""

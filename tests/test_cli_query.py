@@ -222,13 +222,13 @@ def test_a_batch_loads_the_model_once(untouched: rag.Settings, tmp_path: Path,
     monkeypatch.setattr(rag.embedding, "_CACHE", {})
     monkeypatch.setattr(rag.engine, "_ENGINES", {})
     loads: list[str] = []
-    real_init = rag.embedding.SentenceTransformerEmbedder.__init__
+    real_create = rag.embedding._create
 
-    def counting_init(self: object, settings: object) -> None:
+    def counting_create(*args: object) -> object:
         loads.append("load")
-        real_init(self, settings)  # type: ignore[arg-type]
+        return real_create(*args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(rag.embedding.SentenceTransformerEmbedder, "__init__", counting_init)
+    monkeypatch.setattr(rag.embedding, "_create", counting_create)
     questions = tmp_path / "q.jsonl"
     questions.write_text("\n".join(BATCH), encoding="utf-8")
     batch_rows(ok(run("ask", "--batch", questions, *paths(untouched))).stdout)

@@ -101,7 +101,9 @@ def test_threads_share_one_engine_through_a_rebuild(bundled_index: rag.Settings,
             start_build.wait(timeout=300)
             (corpus / "zz_isla_ceniza.txt").write_text(NEW_ARTICLE, encoding="utf-8")
             built["report"] = rag.build_index(settings)
-            time.sleep(1.1)  # past the engine's once-a-second look at CURRENT: the next ask switches
+            time.sleep(1.1)  # past the engine's once-a-second look at CURRENT: the next ask switches ...
+            engine.generation  # noqa: B018 - ... and this one does, before the workers go on (a worker that
+            # reached the switch first would open the new generation while others still got the old one)
         except BaseException as exc:  # noqa: BLE001
             errors.append(f"builder: {type(exc).__name__}: {exc}")
         finally:

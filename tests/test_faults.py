@@ -298,7 +298,7 @@ RUNNER = textwrap.dedent("""
             return result
         setattr(owner, attr, wrap(patched))
 
-    B._EMBED_BATCH = 16  # many batches, so that kills land between them
+    B._EMBED_BATCH = 1  # a batch per article: many batches, so that kills land between them
     around(B, "_clean", "clean")
     around(B._VectorFile, "close", "vectors-close")
     around(B.VectorStore, "save", "faiss-save", "faiss-saved")

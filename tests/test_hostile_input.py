@@ -518,7 +518,7 @@ DISK_RUNNER = textwrap.dedent("""
     from rag.cli import main
 
     limit, dim, model = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-    rag.build.load_embedder = lambda _s: FakeEmbedder(dimension=dim, model_id=model_identity(model)[0])
+    rag.build.load_embedder = lambda *_a: FakeEmbedder(dimension=dim, model_id=model_identity(model)[0])
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG, as on a full disk
     resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
     sys.argv = ["rag"] + sys.argv[4:]

@@ -71,12 +71,11 @@ def chunks_of(gen: Generation) -> dict[str, tuple[rag.Chunk, int]]:
     return {chunk.chunk_id: (chunk, row) for row, (chunk, _doc_row) in rows.items()}
 
 
-def doc_texts(gen: Generation, corpus: Path, doc_id: str) -> list[str]:
-    """The chunk and sentence texts of one document of a generation."""
+def doc_texts(gen: Generation, doc_id: str) -> list[str]:
+    """The chunk texts of one document of a generation: what the encoder reads (sentences are pooled from
+    their chunks' pass)."""
     row = gen.document(doc_id)
-    text = rag.source_text(corpus, row.document.source, doc_id)
-    chunks = [c.text for c, _ in gen.chunks(list(range(*row.chunks))).values()]
-    return chunks + [text[s:e] for _r, s, e in gen.sentences_within(row.row, 0, 1 << 62)]
+    return [c.text for c, _ in gen.chunks(list(range(*row.chunks))).values()]
 
 
 def check_offsets(gen: Generation, corpus: Path) -> None:
@@ -104,7 +103,7 @@ def test_first_build_embeds_everything(settings: rag.Settings) -> None:
     assert (report.documents, report.added, report.changed, report.removed, report.unchanged) == (23, 23, 0, 0, 0)
     assert report.full and report.full_reason == "no previous index"
     assert report.chunks_embedded == report.chunks > 23 and report.chunks_reused == 0
-    assert emb.encoded == report.chunks + report.sentences  # chunk vectors and sentence vectors
+    assert emb.encoded == report.chunks  # each chunk once; its sentences pooled from the same pass
     assert any("records.jsonl:3" in w for w in report.warnings)
     gen = open_live(settings.paths.index, emb.model_id)
     assert Path(report.index) == gen.path == live_generation(settings.paths.index)
@@ -141,7 +140,7 @@ def test_editing_one_article_embeds_only_that_article(settings: rag.Settings) ->
     assert (report.added, report.changed, report.removed, report.unchanged) == (0, 1, 0, 22)
     edited = f"{BUNDLED.stem}/ambassador-andrey-kelin-has-said-moscow-would-treat-nato-sol"
     gen = open_live(settings.paths.index)
-    expected = doc_texts(gen, settings.paths.corpus, edited)
+    expected = doc_texts(gen, edited)
     assert sorted(emb.texts) == sorted(expected)
     row = gen.document(edited)
     assert report.chunks_embedded == row.chunks[1] - row.chunks[0]
@@ -168,8 +167,8 @@ def test_adding_and_deleting_files(settings: rag.Settings) -> None:
     new_ids = [f"volcano-copy/{slug}" for slug in (
         "volcano-erupts-on-a-remote-island-forcing-two-villages-to-ev",
         "researchers-publish-a-century-of-rainfall-records-for-the-re")]
-    assert sorted(emb.texts) == sorted(doc_texts(gen, settings.paths.corpus, new_ids[0])
-                                       + doc_texts(gen, settings.paths.corpus, new_ids[1]))
+    assert sorted(emb.texts) == sorted(doc_texts(gen, new_ids[0])
+                                       + doc_texts(gen, new_ids[1]))
     gen.close()
 
     (settings.paths.corpus / BUNDLED.name).unlink()
@@ -190,7 +189,7 @@ def test_changed_chunking_settings_rebuild_everything(settings: rag.Settings) ->
     assert report.full and report.full_reason == "the chunking settings changed"
     assert report.chunks_reused == 0 and report.chunks_embedded == report.chunks > first.chunks
     assert (report.added, report.changed, report.unchanged) == (23, 0, 0)
-    assert emb.encoded == report.chunks + report.sentences
+    assert emb.encoded == report.chunks
     gen = open_live(settings.paths.index)
     assert gen.manifest["chunking"]["chunk_tokens"] == 60
     assert gen.manifest["settings_hash"] == smaller.index_hash(emb.model_id) != settings.index_hash(emb.model_id)
@@ -207,7 +206,7 @@ def test_full_rebuild_and_model_change(settings: rag.Settings) -> None:
     assert report.chunks_embedded == report.chunks and report.chunks_reused == 0
     report, emb = build(settings, embedder=RecordingEmbedder(model_id="other-fake"))
     assert report.full_reason == "the embedding model changed (fake-embedder -> other-fake)"
-    assert emb.encoded == report.chunks + report.sentences
+    assert emb.encoded == report.chunks
     with pytest.raises(rag.IndexMismatch, match=r"built with model 'other-fake'.*rag index build"):
         open_live(settings.paths.index, "fake-embedder")
 
@@ -373,13 +372,15 @@ def test_engine_keeps_answering_during_a_build_and_follows_the_swap(bundled_inde
     real = load_embedder(settings.embedding)
 
     class Slow:
-        model_id, dimension, max_tokens = real.model_id, real.dimension, real.max_tokens
+        model_id, backend, dimension, max_tokens = real.model_id, real.backend, real.dimension, real.max_tokens
         count_tokens = staticmethod(real.count_tokens)
+        tokenize = staticmethod(real.tokenize)
         encode_queries = staticmethod(real.encode_queries)
+        encode_documents = staticmethod(real.encode_documents)
 
-        def encode_documents(self, texts):
+        def encode_passages(self, passages):
             time.sleep(1.0)
-            return real.encode_documents(texts)
+            return real.encode_passages(passages)
 
     done: list[rag.BuildReport] = []
     worker = threading.Thread(target=lambda: done.append(rag.build_index(settings, embedder=Slow())))

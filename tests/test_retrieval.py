@@ -253,7 +253,7 @@ def test_the_public_api_reports_a_missing_index_without_loading_the_model(tmp_pa
         raise AssertionError("the model was loaded for an index that does not exist")
 
     monkeypatch.setattr(rag.embedding, "_CACHE", {})
-    monkeypatch.setattr(rag.embedding, "SentenceTransformerEmbedder", no_model)
+    monkeypatch.setattr(rag.embedding, "_create", no_model)
     for call in (rag.search, rag.ask):
         with pytest.raises(rag.IndexMissing, match=r"No index yet in .*nowhere\. Build one with: rag index build"):
             call("gates", index=tmp_path / "nowhere")  # type: ignore[operator]
