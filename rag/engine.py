@@ -12,8 +12,8 @@ from typing import Sequence
 from .answer import ABSTAIN_TEXT, compose, decide, read, score_sentences, select
 from .embedding import Embedder, load_embedder, model_identity
 from .errors import BadQuestion, LLMUnavailable, SettingsError
-from .question import parts, reading_questions
 from .index import CURRENT, Generation, check_encoder, live_generation, open_live, read_manifest
+from .question import parts, reading_questions
 from .records import Answer, Document, Hit
 from .retrieval import retrieve
 from .settings import Settings
