@@ -33,7 +33,7 @@ bench: setup
 	$(PY) benchmarks/bench_query.py
 	$(PY) benchmarks/bench_scale.py
 
-# Retrain the shipped answer reader (about an hour on two cores) from the SQuAD 2.0 excerpts beside the repository.
+# Retrain the shipped answer reader (about 45 minutes on two cores) from the SQuAD 2.0 excerpts beside the repository.
 SQUAD ?= ../shared/eval/squad2
 reader: setup
 	$(VENV)/bin/rag reader train --squad $(SQUAD)/train-part.json --squad $(SQUAD)/dev-part.json --output rag/reader/model

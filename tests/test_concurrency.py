@@ -65,7 +65,7 @@ def test_threads_share_one_engine_through_a_rebuild(bundled_index: rag.Settings,
     old = engine.generation.path.name
     old_chunks = engine.generation.manifest["counts"]["chunks"]
     serial = {q: signature(engine.ask(q)) for q in QUESTIONS}
-    assert sum(not s[1] for s in serial.values()) >= 8  # mostly answerable: citations get compared too
+    assert sum(not s[1] for s in serial.values()) >= 6  # mostly answered: citations get compared too
 
     total = THREADS * PER_THREAD
     halfway = PER_THREAD // 2

@@ -26,7 +26,7 @@ class TrainConfig:
     output: str
     calibration_articles: tuple[str, ...] = ("Harvard_University", "Islamism")
     test_articles: tuple[str, ...] = ("Warsaw", "Force")
-    epochs: float = 4.0
+    epochs: float = 2.0
     batch_size: int = 32
     learning_rate: float = 8e-5
     warmup: float = 0.06
