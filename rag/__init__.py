@@ -51,9 +51,10 @@ def ask(question: str, k: int | None = None, *, doc_ids: Sequence[str] | None = 
 
 __all__ = [
     "Answer", "Article", "BadQuestion", "BuildReport", "Chunk", "Citation", "CorpusEmpty", "CorpusMissing",
-    "Document", "EXPORT_FORMATS", "Engine", "ExportError", "Hit", "IndexCorrupt", "IndexFolderRefused", "IndexLocked",
-    "IndexMismatch", "IndexMissing", "IndexStatus", "IndexWriteFailed", "LLMUnavailable", "RagError", "ReaderError",
-    "Settings", "SettingsError", "SpanError", "ask", "build_index", "reader_info",
-    "describe_settings", "encoder_info", "export_answers", "format_for_path", "get_engine", "index_info", "index_status", "indexed_documents", "iter_articles",
-    "load_documents", "load_settings", "search", "source_text", "verify_index", "write_export", "__version__",
+    "Document", "EXPORT_FORMATS", "Engine", "ExportError", "Hit", "IndexCorrupt", "IndexFolderRefused",
+    "IndexLocked", "IndexMismatch", "IndexMissing", "IndexStatus", "IndexWriteFailed", "LLMUnavailable",
+    "RagError", "ReaderError", "Settings", "SettingsError", "SpanError", "ask", "build_index", "describe_settings",
+    "encoder_info", "export_answers", "format_for_path", "get_engine", "index_info", "index_status",
+    "indexed_documents", "iter_articles", "load_documents", "load_settings", "reader_info", "search",
+    "source_text", "verify_index", "write_export", "__version__",
 ]

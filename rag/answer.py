@@ -79,9 +79,6 @@ class Candidate:
     previous: str = ""  # the sentence before it in its passage (context for the reader)
 
 
-Scored = Candidate  # the name tests and older callers use
-
-
 @dataclass(frozen=True)
 class Decision:
     """What to quote, or why not."""
@@ -263,7 +260,3 @@ def compose(chosen: Sequence[Candidate], gen: Generation | None = None) -> tuple
         parts_.append(f"{lead} “{citation.quote}” [{n}]")
         previous_doc = c.hit.chunk.doc_id
     return " ".join(parts_), citations
-
-
-def question_parts(question: str) -> list[str]:
-    return parts(question)

@@ -161,7 +161,7 @@ def index_info(index: Optional[Path] = IndexOpt, corpus: Optional[Path] = Corpus
               f"{counts['sentences']} sentences, from {info['sources']} files")
         _echo(f"Store:      {store.get('type', '?') if isinstance(store, dict) else '?'}; "
               f"chunking {info.get('chunking', '?')}")
-        _echo(_reader_line(settings).replace("Reader: ", "Reader:     ", 1))
+        _echo(_reader_line(info["reader"]).replace("Reader: ", "Reader:     ", 1))
         changed = status.corpus_changed
         _echo("Corpus:     " + (f"{len(changed)} files changed since the build; run: rag index build"
                                 if changed else "unchanged since the build"))
@@ -433,12 +433,11 @@ def settings_cmd() -> None:
     for name, doc, default in rag.describe_settings():
         typer.echo(f"{name} = {default!s}\n    {doc}")
     with _errors():
-        _echo("\n" + _reader_line(rag.load_settings()))
+        _echo("\n" + _reader_line(rag.reader_info(rag.load_settings())))
 
 
-def _reader_line(settings: rag.Settings) -> str:
-    """One line naming the reader in force: its identity and held-out figures."""
-    info = rag.reader_info(settings)
+def _reader_line(info: dict | None) -> str:
+    """One line naming the reader in force (`rag.reader_info`): its identity and held-out figures."""
     if info is None:
         return "Reader: off (answer.reader = \"off\"): first-stage scores choose and abstain."
     test = (info.get("validation") or {}).get("test", {})
@@ -457,7 +456,7 @@ def reader_info_cmd(as_json: bool = JsonOpt) -> None:
         if as_json:
             _print_json(info)
         else:
-            _echo(_reader_line(rag.load_settings()))
+            _echo(_reader_line(info))
 
 
 SquadOpt = typer.Option(..., "--squad", help="SQuAD 2.0 JSON file(s) (repeatable).")

@@ -3,7 +3,6 @@ set; nDCG@10 and Recall@100 on a BEIR folder."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -18,6 +17,7 @@ from .build import build_index
 from .corpus import iter_articles
 from .engine import Engine, get_engine
 from .errors import BadQuestion, RagError
+from .files import sha256_file
 from .reader.train import best_threshold, decision_curve
 from .records import Answer
 from .settings import Settings
@@ -265,7 +265,7 @@ def evaluate_beir(folder: Path, settings: Settings, progress: Callable[[str], No
 def _squad_work(path: Path, work: Path | None) -> Path:
     if work is not None:
         return Path(work)
-    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+    digest = sha256_file(Path(path))[:16]
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return cache / "rag-news" / "squad" / digest
 

@@ -116,15 +116,15 @@ def test_expected_type_and_type_match() -> None:
 
 
 def test_compose_attributes_each_quote_and_numbers_markers_in_order() -> None:
-    from rag.answer import Scored
+    from rag.answer import Candidate
 
     first = hit_for(0, len(TEXT), meta={"publisher": "Wire"})
     other = hit_for(0, len(TEXT), doc_id="e", title="Other story")
 
-    def scored(hit: Hit, words: str) -> Scored:
+    def scored(hit: Hit, words: str) -> Candidate:
         s = TEXT.index(words)
         e = TEXT.index(".", s) + 1
-        return Scored(hit, s, e, TEXT[s:e], 0.9, 0.9, 0.9, 0.9, 0.0, False)
+        return Candidate(hit, s, e, TEXT[s:e], 0.9, 0.9, 0.9, 0.9, 0.0, False)
 
     text, citations = compose([scored(first, "Alpha"), scored(first, "Gamma"), scored(other, "Beta")])
     assert text == ("Wire, in “A title”, reports: “Alpha one.” [1] It adds: “Gamma three.” [2] "
@@ -136,7 +136,7 @@ def test_compose_attributes_each_quote_and_numbers_markers_in_order() -> None:
     assert [(c.n, c.doc_id, c.quote) for c in citations] == [(1, "d", "Alpha one."), (2, "d", "Gamma three."),
                                                              (3, "e", "Beta two is here.")]
     assert citations[0].metadata == {"publisher": "Wire"}
-    bad = Scored(first, 0, 5, "Alpha!", 0.9, 0.9, 0.9, 0.9, 0.0, False)
+    bad = Candidate(first, 0, 5, "Alpha!", 0.9, 0.9, 0.9, 0.9, 0.0, False)
     with pytest.raises(SpanError):
         compose([bad])
 

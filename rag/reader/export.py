@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import tempfile
@@ -10,6 +9,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from ..files import sha256_file
 from .runtime import CARD_FILE, MODEL_FILE
 
 WORD_EMBEDDINGS = "encoder.embeddings.word_embeddings.weight"
@@ -62,14 +62,6 @@ def quantise(fp32: Path, out: Path) -> None:
         root.setLevel(level)
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def write_model(net, folder: Path, tokenizer: Path, card: dict[str, Any]) -> Path:  # type: ignore[no-untyped-def]
     """`reader.onnx` (int8) and `card.json` in `folder`; the card records both files' sha256."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -78,7 +70,7 @@ def write_model(net, folder: Path, tokenizer: Path, card: dict[str, Any]) -> Pat
         to_onnx(net, fp32)
         quantise(fp32, folder / MODEL_FILE)
     card = dict(card)
-    card["files"] = {MODEL_FILE: sha256(folder / MODEL_FILE), "tokenizer.json": sha256(tokenizer)}
+    card["files"] = {MODEL_FILE: sha256_file(folder / MODEL_FILE), "tokenizer.json": sha256_file(tokenizer)}
     card["bytes"] = (folder / MODEL_FILE).stat().st_size
     (folder / CARD_FILE).write_text(json.dumps(card, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     return folder / MODEL_FILE

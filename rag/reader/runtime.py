@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import threading
@@ -19,6 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import ReaderError
+from ..files import sha256_file
 from .features import PairEncoder, best_span
 
 MODEL_DIR = Path(__file__).resolve().parent / "model"
@@ -35,14 +35,6 @@ class Reading:
     confidence: float  # calibrated probability that it does
     span_score: float  # best answer span against the no-answer position
     span: tuple[int, int] | None  # the answer span's character offsets in the sentence, when one stands out
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_card(folder: Path) -> dict[str, Any]:
@@ -75,7 +67,7 @@ class Reader:
             expected = self.card["files"].get(key)
             if not path.is_file():
                 raise ReaderError(f"Reader file {path} is missing. {FIX}")
-            if _sha256(path) != expected:
+            if sha256_file(path) != expected:
                 raise ReaderError(f"Reader file {path} does not match the sha256 in its card (corrupted, or "
                                   f"another version). {FIX}")
         settings = self.card.get("settings", {})

@@ -449,7 +449,8 @@ def finish(config: TrainConfig, data: Prepared, net, log: Log, began: float) -> 
     and write the card."""
     from ..embedding import bundled_model_path, model_identity
     from ..settings import BUNDLED_MODEL
-    from .export import sha256, write_model
+    from ..files import sha256_file
+    from .export import write_model
 
     model_path = Path(bundled_model_path())
     tokenizer = model_path / "tokenizer.json"
@@ -458,8 +459,9 @@ def finish(config: TrainConfig, data: Prepared, net, log: Log, began: float) -> 
         "format": 1,
         "architecture": "MiniLM-L6 cross-encoder over (question, [title, previous sentence,] sentence), "
                         "span head + answer head; int8 ONNX",
-        "source_model": {"id": model_identity(BUNDLED_MODEL)[0], "sha256": sha256(model_path / "model.safetensors")},
-        "data": {"files": [{"name": Path(f).name, "sha256": sha256(Path(f))} for f in config.squad],
+        "source_model": {"id": model_identity(BUNDLED_MODEL)[0],
+                         "sha256": sha256_file(model_path / "model.safetensors")},
+        "data": {"files": [{"name": Path(f).name, "sha256": sha256_file(Path(f))} for f in config.squad],
                  "training_articles": data.train.articles, "calibration_articles": data.calibration.articles,
                  "test_articles": data.test.articles, "pairs": getattr(net, "pairs", {})},
         "settings": {k: v for k, v in asdict(config).items() if k not in ("squad", "output", "extra")},
@@ -483,7 +485,7 @@ def calibrate_reader(config: TrainConfig, data: Prepared, folder: Path, log: Log
     and the confidence's calibration) on the calibration articles and news questions, measure it on the test
     articles, and record both in its card."""
     from ..embedding import bundled_model_path
-    from .export import sha256
+    from ..files import sha256_file
 
     card = json.loads((folder / "card.json").read_text(encoding="utf-8"))
     context = bool(card.get("settings", {}).get("context", config.context))
@@ -509,7 +511,7 @@ def calibrate_reader(config: TrainConfig, data: Prepared, folder: Path, log: Log
     card.setdefault("data", {})["calibration_articles"] = data.calibration.articles
     card["data"]["test_articles"] = data.test.articles
     card["data"]["news_calibration"] = None if data.news is None else {
-        "questions": Path(config.news_questions).name, "sha256": sha256(Path(config.news_questions)),
+        "questions": Path(config.news_questions).name, "sha256": sha256_file(Path(config.news_questions)),
         "corpus": str(config.news_corpus), "count": len(data.news.questions)}
     return card
 
