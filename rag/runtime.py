@@ -133,7 +133,7 @@ def _locked(where: Path) -> Iterator[None]:
 
 
 @contextmanager
-def _quiet() -> Iterator[None]:
+def quiet_logging() -> Iterator[None]:
     """The quantiser and optimizer log advice through the root logger; none of it is for our user."""
     previous = logging.root.manager.disable
     logging.disable(logging.WARNING)
@@ -160,6 +160,13 @@ def prepare_encoder(model: str, cache: Path, progress: Callable[[str, int, int],
     card = read_card(where, source)
     if card is not None:
         return where, card
+    try:
+        where.mkdir(parents=True, exist_ok=True)
+        (where / ".lock").touch()
+    except OSError as exc:
+        raise SettingsError(f"Cannot write the encoder derived from the model to {where} "
+                            f"({exc.strerror or exc}). Point embedding.cache (RAG_EMBEDDING_CACHE) at a writable "
+                            "folder, or set embedding.backend = 'torch'.") from None
     with _locked(where):
         card = read_card(where, source)  # made by another process while we waited
         if card is None:
@@ -185,7 +192,7 @@ def _derive(model_id: str, folder: Path, where: Path, source: dict[str, Any]) ->
     try:
         config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
         torch_backend.export_onnx(folder, work / "exported.onnx")
-        with _quiet():
+        with quiet_logging():
             fused = optimize_model(str(work / "exported.onnx"), model_type="bert", opt_level=1,
                                    num_heads=int(config.get("num_attention_heads", 0)),
                                    hidden_size=int(config.get("hidden_size", 0)))

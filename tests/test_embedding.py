@@ -253,6 +253,14 @@ def test_onnx_backends_refuse_a_hub_name_with_the_fix() -> None:
         prepare_encoder("sentence-transformers/some-hub-model", Path("unused"))
 
 
+def test_a_cache_that_cannot_be_written_is_one_error_naming_the_setting(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder should be", encoding="utf-8")
+    with pytest.raises(rag.SettingsError, match=r"Cannot write the encoder .*not-a-folder.*embedding\.cache"):
+        prepare_encoder(str(bundled_model_path()), blocker / "cache")
+    assert blocker.read_text(encoding="utf-8").startswith("a file")
+
+
 def test_backend_and_sentence_vectors_settings() -> None:
     with pytest.raises(rag.SettingsError, match=r"embedding.backend .* must be one of onnx-int8, onnx, torch"):
         rag.load_settings(env={"RAG_EMBEDDING_BACKEND": "onnx-fp16"})

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import tempfile
 import warnings
 from pathlib import Path
@@ -52,14 +51,11 @@ def quantise(fp32: Path, out: Path) -> None:
     """Dynamic int8 quantisation, per channel, of the matrix products and the embedding lookups."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)  # its advice to pre-process the graph goes to the root logger as a warning
-    try:
+    from ..runtime import quiet_logging
+
+    with quiet_logging():  # its advice to pre-process the graph goes to the root logger as a warning
         quantize_dynamic(str(fp32), str(out), weight_type=QuantType.QInt8, per_channel=True,
                          op_types_to_quantize=["MatMul", "Gather"])
-    finally:
-        root.setLevel(level)
 
 
 def write_model(net, folder: Path, tokenizer: Path, card: dict[str, Any]) -> Path:  # type: ignore[no-untyped-def]
