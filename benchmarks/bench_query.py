@@ -19,7 +19,7 @@ from common import peak_rss_mib, sentence, summary  # noqa: E402
 
 import rag  # noqa: E402
 from rag.lexical import Lexical  # noqa: E402
-from rag.store import VectorStore  # noqa: E402
+from rag.vectors import VectorStore  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 

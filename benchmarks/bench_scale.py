@@ -1,9 +1,9 @@
 """End-to-end `search` latency on an index of 1,000,000 chunks (synthetic text and vectors, IVF store).
 
-Building a million real chunks takes hours of encoding on 2 cores, so this writes an index generation in
-the same on-disk format directly: synthetic passages in chunks.sqlite, clustered unit vectors, an IVF FAISS
-index, BM25 over the passages and a manifest with checksums. Then it opens it with the real engine (real
-encoder for the query) and times `search` from question to hits.
+Building a million real chunks takes hours of encoding on 2 cores, so this writes an index generation through
+the store's own writer: synthetic passages, clustered unit vectors (one sentence per chunk), the store's vector
+and BM25 indexes and its manifest. Then it opens it with the real engine (real encoder for the query) and times
+`search` from question to hits.
 
     python benchmarks/bench_scale.py [--chunks 1000000] [--keep DIR]
 """
@@ -11,12 +11,12 @@ encoder for the query) and times `search` from question to hits.
 from __future__ import annotations
 
 import argparse
-import json
 import random
-import sqlite3
 import sys
 import tempfile
 import time
+from dataclasses import asdict
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -27,46 +27,60 @@ from common import peak_rss_mib, sentence, summary  # noqa: E402
 
 import rag  # noqa: E402
 from rag.embedding import load_embedder  # noqa: E402
-from rag.files import sha256_file  # noqa: E402
-from rag.index import (BM25_DIR, CHUNK_VECTORS, CURRENT, DB, FAISS_FILE, FORMAT_VERSION, INDEXES, MANIFEST,  # noqa: E402
-                       SCHEMA, SENTENCE_VECTORS, data_files)
-from rag.lexical import Lexical  # noqa: E402
-from rag.store import VectorStore  # noqa: E402
+from rag.manifest import Counts, Manifest  # noqa: E402
+from rag.records import Chunk, Document  # noqa: E402
+from rag.store import Batch, DocRow, StoredDocument, open_store  # noqa: E402
 
 PER_DOC = 10
+BATCH_DOCS = 1000
 
 
-def write_generation(root: Path, chunks: int, model_id: str, dim: int) -> None:
-    gen = root / "gen-synthetic"
-    gen.mkdir(parents=True)
-    rng = random.Random(5)
-    texts = [" ".join(sentence(rng) for _ in range(3)) for _ in range(chunks)]
-    db = sqlite3.connect(gen / DB)
-    db.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;" + SCHEMA)
-    docs = chunks // PER_DOC
-    db.executemany("INSERT INTO docs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", (
-        (d, f"syn-{d:07d}", f"Synthetic article {d}", "synthetic.jsonl", 0, 0, "[]", "{}", None, "", d * PER_DOC,
-         (d + 1) * PER_DOC, 0, 0) for d in range(docs)))
-    db.executemany("INSERT INTO chunks VALUES (?,?,?,?,?,?)", (
-        (r, f"syn-{r // PER_DOC:07d}#{r % PER_DOC}", r // PER_DOC, 0, len(t), t) for r, t in enumerate(texts)))
-    db.executescript(INDEXES)
-    db.commit()
-    db.close()
-    vectors = clustered(chunks, dim, max(10, chunks // 500), np.random.default_rng(1))
-    vectors.tofile(gen / CHUNK_VECTORS)
-    (gen / SENTENCE_VECTORS).write_bytes(b"")
-    VectorStore.build(vectors, "ivf").save(gen / FAISS_FILE)
-    del vectors
-    Lexical.build(texts).save(gen / BM25_DIR)
-    manifest = {
-        "format_version": FORMAT_VERSION, "package_version": rag.__version__, "model": model_id, "dimension": dim,
-        "max_seq_length": 256, "settings_hash": "synthetic", "built_at": "synthetic",
-        "store": {"type": "ivf"}, "counts": {"documents": docs, "chunks": chunks, "sentences": 0},
-        "files": {p.relative_to(gen).as_posix(): {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
-                  for p in data_files(gen)},
-    }
-    (gen / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
-    (root / CURRENT).write_text(gen.name + "\n", encoding="utf-8")
+def synthetic_texts(chunks: int, seed: int = 5) -> list[str]:
+    rng = random.Random(seed)
+    return [" ".join(sentence(rng) for _ in range(3)) for _ in range(chunks)]
+
+
+def write_synthetic(settings: rag.Settings, texts: list[str], vectors: np.ndarray, model_id: str,
+                    name: str = "gen-synthetic") -> float:
+    """Write a generation of `texts` (one chunk and one sentence each, PER_DOC chunks an article) with their
+    `vectors` through the store named by `settings`, and make it live; the seconds it took."""
+    began = time.perf_counter()
+    store = open_store(settings)
+    store.check_writable()
+    chunks, dim = vectors.shape
+    with store.build_lock():
+        store.clean(set())
+        writer = store.writer(f"{name}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}", settings, dim)
+        docs = (chunks + PER_DOC - 1) // PER_DOC
+        for lo in range(0, docs, BATCH_DOCS):
+            items = []
+            for d in range(lo, min(docs, lo + BATCH_DOCS)):
+                rows = range(d * PER_DOC, min(chunks, (d + 1) * PER_DOC))
+                text = " ".join(texts[r] for r in rows)  # the article: its chunks one after the other
+                offsets, at = [], 0
+                for r in rows:
+                    offsets.append((at, at + len(texts[r])))
+                    at += len(texts[r]) + 1
+                doc = Document(f"syn-{d:07d}", f"Synthetic article {d}", "synthetic.jsonl", 0, len(text),
+                               ((0, len(text)),), {"date": f"2025-{1 + d % 12:02d}-01"})
+                record = DocRow(d, doc, doc.metadata["date"], "", (rows.start, rows.stop), (rows.start, rows.stop))
+                items.append(StoredDocument(record, tuple(Chunk(f"{doc.doc_id}#{i}", doc.doc_id, s, e, texts[r])
+                                                          for i, (r, (s, e)) in enumerate(zip(rows, offsets))),
+                                            tuple(offsets)))
+            first, last = lo * PER_DOC, min(chunks, min(docs, lo + BATCH_DOCS) * PER_DOC)
+            writer.add(Batch(tuple(items), vectors[first:last], vectors[first:last]))
+        st = settings.store
+        manifest = Manifest(model=model_id, dimension=dim, counts=Counts(docs, chunks, chunks),
+                            settings_hash="synthetic", backend=settings.embedding.backend,
+                            sentence_vectors=settings.embedding.sentence_vectors, max_seq_length=256,
+                            chunking=asdict(settings.chunking),
+                            store={"backend": st.backend, "type": st.type, "nlist": st.nlist, "hnsw_m": st.hnsw_m},
+                            built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        writer.finish(manifest)
+        writer.verify().close()
+        writer.publish()
+    store.close()
+    return time.perf_counter() - began
 
 
 def main() -> None:
@@ -78,9 +92,10 @@ def main() -> None:
     settings = rag.load_settings(env={}).with_paths(root / "corpus", root / "index")
     settings = settings.update("store", type="ivf")
     embedder = load_embedder(settings.embedding)
-    t0 = time.perf_counter()
-    write_generation(settings.paths.index, args.chunks, embedder.model_id, embedder.dimension)
-    print(f"synthetic index of {args.chunks:,} chunks written in {time.perf_counter() - t0:.1f} s")
+    vectors = clustered(args.chunks, embedder.dimension, max(10, args.chunks // 500), np.random.default_rng(1))
+    took = write_synthetic(settings, synthetic_texts(args.chunks), vectors, embedder.model_id)
+    del vectors
+    print(f"synthetic index of {args.chunks:,} chunks written in {took:.1f} s")
     t0 = time.perf_counter()
     engine = rag.Engine(settings, embedder)
     print(f"opened (checksums verified) in {time.perf_counter() - t0:.1f} s")

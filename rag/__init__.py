@@ -15,7 +15,7 @@ from .embedding import encoder_info
 from .engine import Engine, get_engine
 from .errors import (BadQuestion, CorpusEmpty, CorpusMissing, ExportError, IndexCorrupt, IndexFolderRefused,
                      IndexLocked, IndexMismatch, IndexMissing, IndexWriteFailed, LLMUnavailable, RagError,
-                     ReaderError, SettingsError, SpanError)
+                     ReaderError, SettingsError, SpanError, StoreUnavailable)
 from .export import FORMATS as EXPORT_FORMATS
 from .export import export_answers, format_for_path, write_export
 from .records import Answer, Chunk, Citation, Document, Hit
@@ -53,7 +53,7 @@ __all__ = [
     "Answer", "Article", "BadQuestion", "BuildReport", "Chunk", "Citation", "CorpusEmpty", "CorpusMissing",
     "Document", "EXPORT_FORMATS", "Engine", "ExportError", "Hit", "IndexCorrupt", "IndexFolderRefused",
     "IndexLocked", "IndexMismatch", "IndexMissing", "IndexStatus", "IndexWriteFailed", "LLMUnavailable",
-    "RagError", "ReaderError", "Settings", "SettingsError", "SpanError", "ask", "build_index", "describe_settings",
+    "RagError", "ReaderError", "Settings", "SettingsError", "SpanError", "StoreUnavailable", "ask", "build_index", "describe_settings",
     "encoder_info", "export_answers", "format_for_path", "get_engine", "index_info", "index_status",
     "indexed_documents", "iter_articles", "load_documents", "load_settings", "reader_info", "search",
     "source_text", "verify_index", "write_export", "__version__",

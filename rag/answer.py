@@ -18,9 +18,10 @@ import numpy as np
 
 from .citations import check_citation, cite
 from .errors import SpanError
-from .index import Generation
+from .store import Snapshot
 from .question import expected_type, parts, type_match
 from .records import Citation, Hit
+from .text import content_terms
 
 __all__ = ["ABSTAIN_TEXT", "Candidate", "Decision", "SpanError", "check_citation", "compose", "decide",
            "expected_type", "read", "score_sentences", "select", "type_match", "unknown_names"]
@@ -89,27 +90,25 @@ class Decision:
     unanswered_parts: tuple[str, ...] = ()
 
 
-def unknown_names(gen: Generation, question: str) -> float:
+def unknown_names(gen: Snapshot, question: str) -> float:
     """Share of the question's names (capitalised words after its first word) absent from the whole archive."""
-    names = {t for m in _NAME.finditer(question) for t in gen.lexical.terms(m.group(1))}
+    names = {t for m in _NAME.finditer(question) for t in content_terms(m.group(1))}
     if not names:
         return 0.0
-    return len(names - gen.lexical.known(sorted(names))) / len(names)
+    return len(names - gen.known(sorted(names))) / len(names)
 
 
-def _sentences(gen: Generation, hits: Sequence[Hit]) -> tuple[list[int], list[tuple[Hit, int, int, str]]]:
+def _sentences(gen: Snapshot, hits: Sequence[Hit]) -> tuple[list[int], list[tuple[Hit, int, int, str]]]:
     """Sentence rows and (passage, start, end, previous sentence) of every sentence inside the passages, each
     once."""
     seen: set[tuple[str, int]] = set()
     rows: list[int] = []
     meta: list[tuple[Hit, int, int, str]] = []
-    for hit in hits:
-        doc = gen.document(hit.chunk.doc_id)
-        if doc is None:
-            continue
+    within = gen.sentences_in([(h.chunk.doc_id, h.chunk.start, h.chunk.end) for h in hits])
+    for hit, sentences in zip(hits, within):
         previous = ""
         chunk = hit.chunk
-        for row, start, end in gen.sentences_within(doc.row, chunk.start, chunk.end):
+        for row, start, end in sentences:
             if (chunk.doc_id, start) not in seen:
                 seen.add((chunk.doc_id, start))
                 rows.append(row)
@@ -118,22 +117,22 @@ def _sentences(gen: Generation, hits: Sequence[Hit]) -> tuple[list[int], list[tu
     return rows, meta
 
 
-def score_sentences(gen: Generation, question: str, query_vector: np.ndarray, hits: Sequence[Hit]
+def score_sentences(gen: Snapshot, question: str, query_vector: np.ndarray, hits: Sequence[Hit]
                     ) -> list[Candidate]:
     """Every sentence inside the passages with its first-stage score, best first."""
     rows, meta = _sentences(gen, hits)
     if not rows:
         return []
-    terms = gen.lexical.terms(question)
-    idf = gen.lexical.idf(terms)
+    terms = content_terms(question)
+    idf = gen.idf(terms)
     total = sum(idf.values()) or 1.0
     penalty = UNKNOWN_NAME_PENALTY * unknown_names(gen, question)
-    dense = np.asarray(gen.sentence_vectors[np.asarray(rows)]) @ query_vector
+    dense = gen.sentence_vectors(rows) @ query_vector
     kind, head = expected_type(question)
     out = []
     for (hit, start, end, previous), cos in zip(meta, dense):
         quote = hit.chunk.text[start - hit.chunk.start:end - hit.chunk.start]
-        present = set(gen.lexical.terms(quote))
+        present = set(content_terms(quote))
         lexical = sum(w for t, w in idf.items() if t in present) / total if idf else 0.0
         score = DENSE_WEIGHT * float(cos) + LEXICAL_WEIGHT * lexical - penalty
         typed = type_match(quote, question, kind, head)
@@ -218,16 +217,14 @@ def short_title(title: str, limit: int = 90) -> str:
     return title[:limit].rsplit(" ", 1)[0].rstrip(",;:–- ") + "…"
 
 
-def with_speaker(gen: Generation, cand: Candidate) -> tuple[int, int]:
+def with_speaker(gen: Snapshot, cand: Candidate) -> tuple[int, int]:
     """The quote's span, widened to take in the sentence before it (in the same passage) that names the
     speaker, when the quote names its speaker only by a pronoun."""
     if not _PRONOUN_SPEAKER.search(cand.quote) or _NAMED_SPEAKER.search(cand.quote):
         return cand.start, cand.end
     chunk = cand.hit.chunk
-    doc = gen.document(chunk.doc_id)
-    if doc is None:
-        return cand.start, cand.end
-    before = [(s, e) for _row, s, e in gen.sentences_within(doc.row, chunk.start, cand.start)][-2:]
+    (sentences,) = gen.sentences_in([(chunk.doc_id, chunk.start, cand.start)])
+    before = [(s, e) for _row, s, e in sentences][-2:]
     texts = [chunk.text[s - chunk.start:e - chunk.start] for s, e in before]
     for pattern in (_NAMED_SPEAKER, _PROPER):  # a sentence naming a speaker, else one naming anybody
         for (s, _e), text in zip(reversed(before), reversed(texts)):
@@ -243,7 +240,7 @@ def attribution(hit: Hit) -> str:
     return f"{publisher}, in {title}, reports:" if publisher else f"The article {title} reports:"
 
 
-def compose(chosen: Sequence[Candidate], gen: Generation | None = None) -> tuple[str, list[Citation]]:
+def compose(chosen: Sequence[Candidate], gen: Snapshot | None = None) -> tuple[str, list[Citation]]:
     """Attributed quotes with markers, and their citations (numbered in the order they appear)."""
     citations: list[Citation] = []
     parts_: list[str] = []

@@ -151,7 +151,7 @@ def index_info(index: Optional[Path] = IndexOpt, corpus: Optional[Path] = Corpus
             return
         counts = info["counts"]
         store = info.get("store")
-        _echo(f"Index:      {settings.paths.index} ({info['generation']})")
+        _echo(f"Index:      {info['where']} ({info['generation']})")
         _echo(f"Built:      {info.get('built_at', '?')} by rag {info.get('package_version', '?')}")
         _echo(f"Model:      {info['model']} (dimension {info['dimension']}, max {info.get('max_seq_length', '?')} "
               "tokens)")
@@ -159,7 +159,7 @@ def index_info(index: Optional[Path] = IndexOpt, corpus: Optional[Path] = Corpus
               f"{info.get('sentence_vectors', 'encoded')}")
         _echo(f"Contents:   {counts['documents']} articles, {counts['chunks']} chunks, "
               f"{counts['sentences']} sentences, from {info['sources']} files")
-        _echo(f"Store:      {store.get('type', '?') if isinstance(store, dict) else '?'}; "
+        _echo(f"Store:      {store.get('backend', 'folder')}, vectors {store.get('type', '?')}; "
               f"chunking {info.get('chunking', '?')}")
         _echo(_reader_line(info["reader"]).replace("Reader: ", "Reader:     ", 1))
         changed = status.corpus_changed
@@ -177,7 +177,7 @@ def index_verify(index: Optional[Path] = IndexOpt, corpus: Optional[Path] = Corp
             _print_json(result)
         else:
             _echo(f"OK: {result['generation']}: {result['documents']} articles, {result['chunks']} chunks, "
-                       f"dimension {result['dimension']}; every checksum matches.")
+                       f"dimension {result['dimension']}; {result['checked']}.")
 
 
 def _batch_lines(path: str) -> Iterator[tuple[Optional[str], Any]]:

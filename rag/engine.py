@@ -7,22 +7,24 @@ import threading
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence, TypeVar
 
 from .answer import ABSTAIN_TEXT, compose, decide, read, score_sentences, select
 from .embedding import Embedder, load_embedder, model_identity
-from .errors import BadQuestion, LLMUnavailable, SettingsError
-from .index import CURRENT, Generation, check_encoder, live_generation, open_live, read_manifest
+from .errors import BadQuestion, GenerationGone, LLMUnavailable, RagError, SettingsError
+from .index import check_encoder
 from .question import parts, reading_questions
 from .records import Answer, Document, Hit
 from .retrieval import retrieve
 from .settings import Settings
+from .store import Snapshot, Store, open_store
 
 # control characters, and the bidirectional overrides that could make a question display as something else
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 # what a byte that is not UTF-8 becomes in a command-line argument (surrogateescape), or a lone JSON escape
 _SURROGATE = re.compile("[\ud800-\udfff]")
-_RELOAD_EVERY = 1.0  # seconds between checks of CURRENT
+_RELOAD_EVERY = 1.0  # seconds between checks of which generation is live
+T = TypeVar("T")
 
 
 def clean_question(question: object, limit: int) -> str:
@@ -60,7 +62,7 @@ def _check_date(value: str | None, name: str) -> str | None:
     return text
 
 
-def _check_doc_ids(gen: Generation, doc_ids: Sequence[str]) -> None:
+def _check_doc_ids(gen: Snapshot, doc_ids: Sequence[str]) -> None:
     """BadQuestion naming the article ids the index does not hold: a filter on them would match nothing."""
     for doc_id in doc_ids:
         if not isinstance(doc_id, str) or _SURROGATE.search(doc_id):
@@ -87,67 +89,118 @@ def load_answer_reader(setting: str):  # type: ignore[no-untyped-def]
     return load_reader(folder)
 
 
-class Engine:
-    """Model and live index, loaded once and shared by every caller (threads included)."""
+class Served:
+    """What is expensive to load for one index: the store, the encoder, the reader and the live generation.
+    Shared by every engine over that index, whatever their retrieval and answer settings (threads included)."""
 
     def __init__(self, settings: Settings, embedder: Embedder | None = None) -> None:
-        self.settings = settings
-        gen = live_generation(settings.paths.index)  # a missing index is reported before the model is loaded
-        if embedder is None:  # and so is one built with another model or backend
-            check_encoder(gen, read_manifest(gen), model_identity(settings.embedding.model)[0],
-                          settings.embedding.backend)
-        self.embedder = embedder or load_embedder(settings.embedding)
-        self.reader = load_answer_reader(settings.answer.reader)
-        self._lock = threading.Lock()
-        self._gen = self._open()
+        self.store: Store = open_store(settings)
+        try:
+            _name, manifest = self.store.live_manifest()  # a missing index is reported before the model loads
+            if embedder is None:  # and so is one built with another model or backend
+                check_encoder(self.store.where, manifest, model_identity(settings.embedding.model)[0],
+                              settings.embedding.backend, self.store.rebuild)
+            self.embedder = embedder or load_embedder(settings.embedding)
+            self.reader = load_answer_reader(settings.answer.reader)
+            self._lock = threading.Lock()
+            self._gen = self._open()
+        except BaseException:
+            self.store.close()
+            raise
         self._checked = time.monotonic()
 
-    def _open(self) -> Generation:
-        s = self.settings
-        return open_live(s.paths.index, self.embedder.model_id, s.store.nprobe, s.store.ef_search,
-                         self.embedder.backend)
+    def _open(self) -> Snapshot:
+        return self.store.open_live(self.embedder.model_id, self.embedder.backend)
 
     @property
-    def generation(self) -> Generation:
-        """The live generation, reopened when a build has swapped in a new one."""
+    def generation(self) -> Snapshot:
+        """The live generation, reopened when a build has made a new one live."""
         now = time.monotonic()
         if now - self._checked >= _RELOAD_EVERY:
             self._checked = now
             self.reload_if_changed()
         return self._gen
 
-    def reload_if_changed(self) -> bool:
-        """Switch to a newly built generation if `CURRENT` moved; True when it did."""
+    def reload_if_changed(self, force: bool = False) -> bool:
+        """Switch to a newly built generation if the live one changed; True when it did. The replaced one is
+        closed, and its memory goes once the queries still reading it finish."""
         try:
-            name = (self.settings.paths.index / CURRENT).read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError):  # keep serving the generation already open
-            return False
-        if name == self._gen.path.name:
+            name = self.store.live_name()
+        except RagError:  # keep serving the generation already open
+            if not force:
+                return False
+            raise
+        if name == self._gen.name and not force:
             return False
         with self._lock:
-            if name != self._gen.path.name:
-                self._gen = self._open()
+            if name != self._gen.name or force:
+                old, self._gen = self._gen, self._open()
+                old.close()
                 return True
         return False
+
+    def close(self) -> None:
+        """Release the live generation and the store's connections."""
+        self._gen.close()
+        self.store.close()
+
+
+class Engine:
+    """Answers and searches over one index with one set of settings. The loaded parts (`Served`) are shared
+    between engines of the same index, so an engine with another `k`, fusion or answer mode loads nothing."""
+
+    def __init__(self, settings: Settings, embedder: Embedder | None = None, served: Served | None = None) -> None:
+        self.settings = settings
+        self.served = served or Served(settings, embedder)
+
+    @property
+    def embedder(self) -> Embedder:
+        return self.served.embedder
+
+    @property
+    def reader(self):  # type: ignore[no-untyped-def]
+        return self.served.reader
+
+    @property
+    def store(self) -> Store:
+        return self.served.store
+
+    @property
+    def generation(self) -> Snapshot:
+        return self.served.generation
+
+    def reload_if_changed(self, force: bool = False) -> bool:
+        return self.served.reload_if_changed(force)
+
+    def _retrying(self, call: Callable[[], T]) -> T:
+        """Run a query; if a build removed its generation meanwhile, once more on the live one."""
+        try:
+            return call()
+        except GenerationGone:
+            self.reload_if_changed(force=True)
+            return call()
+
+    def close(self) -> None:
+        self.served.close()
 
     def documents(self) -> list[Document]:
         """The articles of the live index, in index order."""
         return [row.document for row in self.generation.documents()]
 
-    def _k(self, k: int | None) -> int:
-        k = self.settings.retrieval.k if k is None else k
+    def _k(self, k: int | None, s: Settings) -> int:
+        k = s.retrieval.k if k is None else k
         if not isinstance(k, int) or isinstance(k, bool) or k < 1:
             raise BadQuestion(f"k must be a whole number of at least 1, got {k!r}.")
-        return min(k, self.settings.retrieval.max_k)
+        return min(k, s.retrieval.max_k)
 
     def _hits(self, query: str, k: int | None, doc_ids: Sequence[str] | None, since: str | None,
-              until: str | None, timings: dict[str, float], wider: int = 0
-              ) -> tuple[Generation, str, list[Hit], object]:
+              until: str | None, timings: dict[str, float], s: Settings, wider: int = 0
+              ) -> tuple[Snapshot, str, list[Hit], object]:
         """(generation, cleaned query, hits, query vector), checking every argument first; at least `wider`
         hits when there are that many."""
-        r = self.settings.retrieval
-        query = clean_question(query, self.settings.answer.max_question_chars)
-        k = max(self._k(k), wider)
+        r = s.retrieval
+        query = clean_question(query, s.answer.max_question_chars)
+        k = max(self._k(k, s), wider)
         since, until = _check_date(since, "The 'since' date"), _check_date(until, "The 'until' date")
         if since and until and since[: len(until)] > until[: len(since)]:
             raise BadQuestion(f"The 'since' date {since} is after the 'until' date {until}: nothing can match. "
@@ -165,19 +218,26 @@ class Engine:
         return gen, query, hits, vector
 
     def search(self, query: str, k: int | None = None, doc_ids: Sequence[str] | None = None,
-               since: str | None = None, until: str | None = None) -> list[Hit]:
-        """The best passages for `query`."""
-        return self._hits(query, k, doc_ids, since, until, {})[2]
+               since: str | None = None, until: str | None = None, settings: Settings | None = None) -> list[Hit]:
+        """The best passages for `query` (retrieval settings from `settings`, else the engine's)."""
+        s = settings or self.settings
+        return self._retrying(lambda: self._hits(query, k, doc_ids, since, until, {}, s)[2])
 
     def ask(self, question: str, k: int | None = None, doc_ids: Sequence[str] | None = None,
             since: str | None = None, until: str | None = None, mode: str | None = None,
-            id: str | None = None) -> Answer:
-        """An answer built from the archive's passages, with exact-span citations, or an abstention."""
+            id: str | None = None, settings: Settings | None = None) -> Answer:
+        """An answer built from the archive's passages, with exact-span citations, or an abstention (retrieval,
+        answer and language-model settings from `settings`, else the engine's)."""
+        s = settings or self.settings
+        return self._retrying(lambda: self._ask(question, k, doc_ids, since, until, mode, id, s))
+
+    def _ask(self, question: str, k: int | None, doc_ids: Sequence[str] | None, since: str | None,
+             until: str | None, mode: str | None, id: str | None, s: Settings) -> Answer:
         began = time.perf_counter()
         timings: dict[str, float] = {}
-        a = self.settings.answer
-        shown_k = self._k(k)
-        gen, text, wide, vector = self._hits(question, k, doc_ids, since, until, timings,
+        a = s.answer
+        shown_k = self._k(k, s)
+        gen, text, wide, vector = self._hits(question, k, doc_ids, since, until, timings, s,
                                              a.read_passages if self.reader is not None else 0)
         hits = wide[:shown_k]
         mode = mode or a.mode
@@ -220,7 +280,7 @@ class Engine:
             try:
                 from .llm import ask_llm
 
-                reply = ask_llm(text, hits, self.settings.llm)
+                reply = ask_llm(text, hits, s.llm)
                 notices += list(reply.notices)
                 if reply.text:
                     answer_text, citations, used_mode = reply.text, list(reply.citations), "llm"
@@ -236,15 +296,28 @@ class Engine:
                       evidence=scored[0].score if scored else None, confidence=confidence, readings=readings)
 
 
-_ENGINES: dict[tuple, Engine] = {}
+_SERVED: dict[tuple, Served] = {}
+_ENGINES: dict[Settings, Engine] = {}
 _ENGINES_LOCK = threading.Lock()
 
 
+def served_key(settings: Settings) -> tuple:
+    """What decides which loaded index serves a call: the index, and the settings that load something (model,
+    reader, store). Retrieval, answer and language-model settings do not."""
+    where = (settings.store.url, settings.store.namespace) if settings.store.backend == "postgres" else \
+        str(Path(settings.paths.index).resolve())
+    return (settings.store.backend, where, settings.embedding, settings.store, settings.answer.reader)
+
+
 def get_engine(settings: Settings) -> Engine:
-    """The process-wide engine for these settings (created on first use)."""
-    key = (str(Path(settings.paths.index).resolve()), settings)
+    """The process-wide engine for these settings (created on first use, over the loaded index it shares with
+    every engine of the same index)."""
     with _ENGINES_LOCK:
-        engine = _ENGINES.get(key)
+        engine = _ENGINES.get(settings)
         if engine is None:
-            engine = _ENGINES[key] = Engine(settings)
+            key = served_key(settings)
+            served = _SERVED.get(key)
+            if served is None:
+                served = _SERVED[key] = Served(settings)
+            engine = _ENGINES[settings] = Engine(settings, served=served)
         return engine

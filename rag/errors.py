@@ -35,6 +35,14 @@ class IndexLocked(RagError):
     """Another build holds the index folder's lock."""
 
 
+class StoreUnavailable(RagError):
+    """The served store cannot be reached or used (down, refused, wrong password, pgvector missing)."""
+
+
+class GenerationGone(RagError):
+    """The generation a reader was using was removed by a later build; the live one must be reopened."""
+
+
 class IndexFolderRefused(RagError):
     """The index folder is not empty and holds no index of ours, so nothing is written to it."""
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -18,6 +18,21 @@ def _stemmer():  # type: ignore[no-untyped-def]
     import Stemmer
 
     return Stemmer.Stemmer("english")
+
+
+def top_k(scores: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, rows) of the best `k` rows with a positive score (among `allowed`, when given), best first."""
+    if allowed is not None:
+        mask = np.zeros(len(scores), dtype=bool)
+        mask[allowed] = True
+        scores = np.where(mask, scores, 0.0)
+    k = min(k, len(scores))
+    if k <= 0:
+        return np.zeros(0, np.float32), np.zeros(0, np.int64)
+    top = np.argpartition(-scores, k - 1)[:k]
+    top = top[np.argsort(-scores[top], kind="stable")]
+    top = top[scores[top] > 0]
+    return scores[top].astype(np.float32), top.astype(np.int64)
 
 
 class Lexical:
@@ -52,16 +67,17 @@ class Lexical:
         ids = self._model.get_tokens_ids(tokens)
         if not ids:
             return np.zeros(0, np.float32), np.zeros(0, np.int64)
-        scores = self._model.get_scores(tokens)
-        if allowed is not None:
-            mask = np.zeros(len(scores), dtype=bool)
-            mask[allowed] = True
-            scores = np.where(mask, scores, 0.0)
-        k = min(k, len(scores))
-        top = np.argpartition(-scores, k - 1)[:k]
-        top = top[np.argsort(-scores[top], kind="stable")]
-        top = top[scores[top] > 0]
-        return scores[top].astype(np.float32), top.astype(np.int64)
+        return top_k(self._model.get_scores(tokens), k, allowed)
+
+    def postings(self) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+        """(term, rows, scores) for every term: the rows holding it and its BM25 score in each, as bm25s
+        computed them (what a store without bm25s keeps to rank alike)."""
+        scores = self._model.scores
+        indptr, indices, data = scores["indptr"], scores["indices"], scores["data"]
+        for term, tid in self._model.vocab_dict.items():
+            if tid + 1 < len(indptr) and indptr[tid + 1] > indptr[tid]:
+                lo, hi = indptr[tid], indptr[tid + 1]
+                yield term, np.asarray(indices[lo:hi], dtype=np.int32), np.asarray(data[lo:hi], dtype=np.float32)
 
     def terms(self, text: str) -> list[str]:
         """The stemmed, stop-word-free terms BM25 sees in `text` (bm25s's own tokenisation, without its

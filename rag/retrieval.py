@@ -1,4 +1,4 @@
-"""Hybrid retrieval: dense (FAISS) and lexical (BM25) candidates, fused, near-duplicates suppressed."""
+"""Hybrid retrieval over any store: dense and lexical (BM25) candidates, fused, near-duplicates suppressed."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .embedding import normalise
-from .index import Generation
-from .records import Hit
+from .store import Snapshot
+from .records import Chunk, Hit
 
 _WORD = re.compile(r"\w+")
 
@@ -70,20 +70,21 @@ def near_duplicate(a_span: tuple[str, int, int], b_span: tuple[str, int, int], a
     return _overlapping(a_span, b_span) or _covered(a_sh, b_sh)
 
 
-def retrieve(gen: Generation, query: str, query_vector: np.ndarray, k: int, candidates: int, fusion: str,
+def retrieve(gen: Snapshot, query: str, query_vector: np.ndarray, k: int, candidates: int, fusion: str,
              dense_weight: float, rrf_k: int, allowed: np.ndarray | None) -> list[Hit]:
     """The best `k` passages for a query, fused and de-duplicated."""
     if allowed is not None and len(allowed) == 0:
         return []
-    n = min(candidates, gen.store.size if allowed is None else len(allowed))
-    scores, ids = gen.store.search(query_vector[None, :], n, allowed)
-    dense = {int(i): float(s) for s, i in zip(scores[0], ids[0]) if i >= 0}
-    lscores, lids = gen.lexical.search(query, n, allowed)
+    n = min(candidates, gen.size if allowed is None else len(allowed))
+    if n == 0:
+        return []
+    scores, ids = gen.dense(query_vector, n, allowed)
+    dense = {int(i): float(s) for s, i in zip(scores, ids)}
+    lscores, lids = gen.lexical(query, n, allowed)
     lexical = {int(i): float(s) for s, i in zip(lscores, lids)}
     fused = fuse(dense, lexical, fusion, dense_weight, rrf_k)
     fetched = gen.chunks([c.row for c in fused[: max(k * 4, 20)]])
-    doc_cache: dict[int, tuple] = {}
-    hits: list[Hit] = []
+    kept_rows: list[tuple[Candidate, Chunk, int]] = []
     kept: list[tuple[str, int, int]] = []
     shown: set[tuple[str, ...]] = set()  # word trigrams of the passages kept so far
     for cand in fused:
@@ -97,11 +98,13 @@ def retrieve(gen: Generation, query: str, query_vector: np.ndarray, k: int, cand
             continue
         kept.append(span)
         shown |= sh
-        if doc_row not in doc_cache:
-            d = gen.doc_at(doc_row).document
-            doc_cache[doc_row] = (d.title, d.source, dict(d.metadata))
-        title, source, metadata = doc_cache[doc_row]
-        hits.append(Hit(len(hits) + 1, chunk, title, source, cand.score, cand.dense, cand.lexical, metadata))
-        if len(hits) == k:
+        kept_rows.append((cand, chunk, doc_row))
+        if len(kept_rows) == k:
             break
+    docs = gen.docs_at([doc_row for _c, _ch, doc_row in kept_rows])
+    hits: list[Hit] = []
+    for cand, chunk, doc_row in kept_rows:
+        d = docs[doc_row].document
+        hits.append(Hit(len(hits) + 1, chunk, d.title, d.source, cand.score, cand.dense, cand.lexical,
+                        dict(d.metadata)))
     return hits

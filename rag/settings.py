@@ -68,7 +68,14 @@ class EmbeddingSettings:
 
 @dataclass(frozen=True)
 class StoreSettings:
-    type: str = _f("flat", "'flat' (exact inner product), 'ivf' or 'hnsw' (approximate, for large corpora).")
+    backend: str = _f("folder", "'folder' (an index folder, paths.index: one machine) or 'postgres' (a PostgreSQL "
+                      "database with pgvector, store.url: many processes and machines).")
+    url: str = _f("", "PostgreSQL connection URL for the postgres backend, e.g. postgresql://rag@db.example/news "
+                  "(also RAG_STORE_URL; a password is better kept in ~/.pgpass or PGPASSWORD).")
+    namespace: str = _f("rag", "Prefix of the postgres backend's schemas, so that one database can hold several "
+                        "indexes (letters, digits and _; at most 20 characters).")
+    type: str = _f("flat", "'flat' (exact inner product), 'ivf' or 'hnsw' (approximate, for large corpora); the "
+                   "postgres backend makes pgvector's ivfflat or hnsw index for the last two.")
     nlist: int = _f(0, "IVF lists; 0 picks about 2*sqrt(chunks).")
     nprobe: int = _f(48, "IVF lists visited per query.")
     hnsw_m: int = _f(32, "HNSW graph degree.")
@@ -150,6 +157,7 @@ class Settings:
 _CHOICES = {
     ("embedding", "backend"): ("onnx-int8", "onnx", "torch"),
     ("embedding", "sentence_vectors"): ("pooled", "encoded"),
+    ("store", "backend"): ("folder", "postgres"),
     ("store", "type"): ("flat", "ivf", "hnsw"),
     ("retrieval", "fusion"): ("score", "rrf"),
     ("answer", "mode"): ("extractive", "llm"),

@@ -7,16 +7,16 @@ from typing import Any
 
 from .embedding import model_identity
 from .errors import IndexMismatch, RagError
-from .index import (Generation, check_encoder, check_files, index_backend, live_generation, open_live,
-                    read_manifest)
+from .index import check_encoder
 from .records import Document
 from .settings import Settings
 from .sources import Walk, changed_files
+from .store import open_store
 
 
 @dataclass(frozen=True)
 class IndexStatus:
-    """The state of the index folder as a user wants to see it; `problem` is set when it cannot serve."""
+    """The state of the index as a user wants to see it; `problem` is set when it cannot serve."""
 
     path: str
     ready: bool
@@ -30,36 +30,36 @@ class IndexStatus:
     settings_changed: bool = False
     problem: str | None = None
     problem_kind: str | None = None
+    store_backend: str = "folder"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def index_status(settings: Settings, deep: bool = False) -> IndexStatus:
-    """Status of the live index; `deep` also verifies every checksum (slow for large indexes)."""
-    root = settings.paths.index
+    """Status of the live index; `deep` also verifies all its data (checksums: slow for large indexes)."""
+    where, kind = str(settings.paths.index), settings.store.backend
     try:
-        gen = live_generation(root)
-        manifest = read_manifest(gen)
-        if deep:
-            check_files(gen, manifest)
+        store = open_store(settings)
     except RagError as exc:
-        return IndexStatus(str(root), False, problem=str(exc), problem_kind=type(exc).__name__)
-    model_id = None
+        return IndexStatus(where, False, problem=str(exc), problem_kind=type(exc).__name__, store_backend=kind)
     try:
+        where, rebuild = store.where, store.rebuild
+        _name, manifest = store.live_manifest()
+        if deep:
+            store.verify_live()
         model_id = model_identity(settings.embedding.model)[0]
     except RagError as exc:
-        return IndexStatus(str(root), False, problem=str(exc), problem_kind=type(exc).__name__)
-    counts = manifest["counts"]
-    store = manifest.get("store")
-    base = dict(path=str(root), documents=counts["documents"], chunks=counts["chunks"], model=manifest["model"],
-                backend=index_backend(manifest),
-                built_at=str(manifest.get("built_at") or "") or None,
-                store=str(store.get("type")) if isinstance(store, dict) else None,
-                corpus_changed=corpus_changes(settings, manifest.get("sources", {})),
-                settings_changed=manifest.get("settings_hash") != settings.index_hash(model_id))
+        return IndexStatus(where, False, problem=str(exc), problem_kind=type(exc).__name__, store_backend=kind)
+    finally:
+        store.close()
+    base = dict(path=where, documents=manifest.counts.documents, chunks=manifest.counts.chunks,
+                model=manifest.model, backend=manifest.backend, built_at=manifest.built_at or None,
+                store=str(manifest.store.get("type")) if manifest.store else None,
+                corpus_changed=corpus_changes(settings, manifest.sources),
+                settings_changed=manifest.settings_hash != settings.index_hash(model_id), store_backend=kind)
     try:
-        check_encoder(gen, manifest, model_id, settings.embedding.backend)
+        check_encoder(where, manifest, model_id, settings.embedding.backend, rebuild)
     except IndexMismatch as exc:
         return IndexStatus(ready=False, problem=str(exc), problem_kind="IndexMismatch", **base)
     return IndexStatus(ready=True, **base)
@@ -67,7 +67,8 @@ def index_status(settings: Settings, deep: bool = False) -> IndexStatus:
 
 def corpus_changes(settings: Settings, recorded: dict[str, Any]) -> list[str]:
     """Corpus files added, removed or edited since they were read for the index."""
-    walk = Walk(settings.paths.corpus, settings.corpus.follow_outside_links, [settings.paths.index])
+    exclude = [settings.paths.index] if settings.store.backend == "folder" else []
+    walk = Walk(settings.paths.corpus, settings.corpus.follow_outside_links, exclude)
     try:
         return changed_files(walk, recorded, settings.corpus.max_bytes)
     except (OSError, RagError):  # the corpus went away or became unreadable while we looked
@@ -75,31 +76,46 @@ def corpus_changes(settings: Settings, recorded: dict[str, Any]) -> list[str]:
 
 
 def index_info(settings: Settings) -> dict[str, Any]:
-    """The live generation's manifest, without the per-document and per-file tables."""
-    gen = live_generation(settings.paths.index)
-    manifest = read_manifest(gen)
-    info = {k: v for k, v in manifest.items() if k not in ("documents", "files", "sources")}
-    info["generation"] = gen.name
-    info["files"] = {name: f["bytes"] for name, f in manifest["files"].items()}
-    info["sources"] = len(manifest.get("sources", {}))
+    """The live generation's manifest, without the per-document, per-source and per-file tables."""
+    store = open_store(settings)
+    try:
+        name, manifest = store.live_manifest()
+    finally:
+        store.close()
+    info = manifest.summary()
+    info["generation"] = name
+    info["where"] = store.where
+    if manifest.files:
+        info["files"] = {file: f["bytes"] for file, f in manifest.files.items()}
     return info
 
 
 def verify_index(settings: Settings) -> dict[str, Any]:
-    """Check manifest, checksums, counts, dimensions and model; raises the matching RagError on a problem."""
-    gen: Generation = open_live(settings.paths.index, model_identity(settings.embedding.model)[0],
-                                backend=settings.embedding.backend)
+    """Check manifest, stored data (checksums or counts), dimensions and model; raises the matching RagError on
+    a problem."""
+    store = open_store(settings)
     try:
-        counts = dict(gen.manifest["counts"])
-        return {"ok": True, "generation": gen.path.name, **counts, "dimension": gen.store.dimension}
+        store.verify_live()
+        gen = store.open_live(model_identity(settings.embedding.model)[0], settings.embedding.backend)
+        try:
+            checked = "every checksum matches" if store.backend == "folder" else \
+                "counts, rows and vector dimensions agree with the manifest"
+            return {"ok": True, "generation": gen.name, **asdict(gen.manifest.counts),
+                    "dimension": gen.manifest.dimension, "store": store.backend, "checked": checked}
+        finally:
+            gen.close()
     finally:
-        gen.close()
+        store.close()
 
 
 def indexed_documents(settings: Settings) -> list[Document]:
     """The documents of the live index, in index order."""
-    gen = open_live(settings.paths.index)
+    store = open_store(settings)
     try:
-        return [row.document for row in gen.documents()]
+        gen = store.open_live()
+        try:
+            return [row.document for row in gen.documents()]
+        finally:
+            gen.close()
     finally:
-        gen.close()
+        store.close()

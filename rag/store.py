@@ -1,104 +1,236 @@
-"""The vector index. The only module that imports FAISS."""
+"""The store interface: where index generations live, whichever backend holds them.
+
+Retrieval, answers and builds talk to these three interfaces only; `open_store` picks the backend named by
+`store.backend`:
+- "folder" (rag.index): an index folder of SQLite, float32 matrices, FAISS and bm25s files, one process at a time
+  writing and any number reading;
+- "postgres" (rag.postgres): a PostgreSQL database with pgvector, served to many processes and machines.
+
+A `Snapshot` is one consistent, read-only view of one complete generation; a query uses one snapshot throughout.
+A `Writer` makes a complete new generation (documents carried from the live one, new and changed ones added,
+removed ones simply not written), verifies it and makes it live in one atomic step; until then readers keep the
+old one. Rows are dense numbers from 0 in each generation (documents, chunks and sentences), assigned by the
+build, so the same corpus gives the same rows on every backend.
+"""
 
 from __future__ import annotations
 
-import math
-from pathlib import Path
-from typing import Callable
+from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterator
 
-import faiss
 import numpy as np
 
-from .errors import IndexCorrupt, IndexWriteFailed
+from .manifest import Manifest
+from .records import Chunk, Document
 
-KINDS = ("flat", "ivf", "hnsw")
-_ADD_BATCH = 65536
+if TYPE_CHECKING:
+    from .settings import Settings
+
+# An empty filter result: no chunk may be searched.
+NOTHING = np.zeros(0, dtype=np.int64)
 
 
-class VectorStore:
-    """Inner-product search over L2-normalised vectors: exact (`flat`) or approximate (`ivf`, `hnsw`)."""
+@dataclass(frozen=True)
+class DocRow:
+    """A document as a generation stores it: its row, content hash, and the rows of its chunks and sentences."""
 
-    def __init__(self, index: faiss.Index, nprobe: int = 48, ef_search: int = 128) -> None:
-        self._index = index
-        self.nprobe = nprobe
-        self.ef_search = ef_search
+    row: int
+    document: Document
+    date: str | None
+    hash: str
+    chunks: tuple[int, int]
+    sentences: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class StoredDocument:
+    """One document to write: its row record, its chunks (rows `doc.chunks[0]` on) and sentence spans (rows
+    `doc.sentences[0]` on), in order."""
+
+    doc: DocRow
+    chunks: tuple[Chunk, ...]
+    sentences: tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Documents to write with their vectors: `chunk_vectors` and `sentence_vectors` follow the documents'
+    chunks and sentences in order."""
+
+    documents: tuple[StoredDocument, ...]
+    chunk_vectors: np.ndarray
+    sentence_vectors: np.ndarray
+
+
+class Snapshot(ABC):
+    """One complete generation, read-only; safe to share between threads."""
+
+    name: str  # the generation's name, unique within its store
+    manifest: Manifest
+
+    @property
+    @abstractmethod
+    def where(self) -> str:
+        """Where the generation lives, for messages (a folder, a database and schema)."""
+
+    @abstractmethod
+    def documents(self) -> Iterator[DocRow]:
+        """Every document, in row order."""
+
+    @abstractmethod
+    def document(self, doc_id: str) -> DocRow | None: ...
+
+    @abstractmethod
+    def doc_at(self, row: int) -> DocRow: ...
+
+    def docs_at(self, rows: list[int]) -> dict[int, DocRow]:
+        """Document row -> DocRow, for many rows at once."""
+        return {row: self.doc_at(row) for row in dict.fromkeys(rows)}
+
+    @abstractmethod
+    def chunks(self, rows: list[int]) -> dict[int, tuple[Chunk, int]]:
+        """Chunk row -> (chunk, document row), for the rows that exist."""
+
+    @abstractmethod
+    def chunk_texts(self) -> Iterator[tuple[int, str]]:
+        """(row, text) of every chunk, in row order."""
+
+    @abstractmethod
+    def sentences_within(self, doc_row: int, start: int, end: int) -> list[tuple[int, int, int]]:
+        """(sentence row, start, end) of the sentences of a document lying inside [start, end), in order."""
+
+    def sentences_in(self, spans: list[tuple[str, int, int]]) -> list[list[tuple[int, int, int]]]:
+        """For each (doc id, start, end): (sentence row, start, end) of the document's sentences inside it, in
+        order (none for an unknown document). One call for many passages."""
+        out = []
+        for doc_id, start, end in spans:
+            doc = self.document(doc_id)
+            out.append(self.sentences_within(doc.row, start, end) if doc is not None else [])
+        return out
+
+    @abstractmethod
+    def chunk_vectors(self, lo: int, hi: int) -> np.ndarray:
+        """The vectors of chunk rows lo..hi-1."""
+
+    @abstractmethod
+    def sentence_vectors(self, rows: np.ndarray | list[int] | slice) -> np.ndarray:
+        """The vectors of the given sentence rows (a slice: a range of rows)."""
+
+    @abstractmethod
+    def allowed_rows(self, doc_ids: list[str] | None, since: str | None, until: str | None) -> np.ndarray | None:
+        """Chunk rows of the documents passing the filters, or None when nothing is filtered."""
+
+    @abstractmethod
+    def dense(self, vector: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, chunk rows) of the `k` chunks nearest `vector` by inner product, best first."""
+
+    @abstractmethod
+    def lexical(self, query: str, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, chunk rows) of the best `k` chunks by BM25 with a positive score, best first."""
+
+    @abstractmethod
+    def known(self, terms: list[str]) -> set[str]:
+        """The lexical terms that occur somewhere in the generation."""
+
+    @abstractmethod
+    def idf(self, terms: list[str]) -> dict[str, float]:
+        """BM25 inverse document frequency of each term (unknown terms get the largest value)."""
 
     @property
     def size(self) -> int:
-        return int(self._index.ntotal)
+        return self.manifest.counts.chunks
+
+    def close(self) -> None:
+        """Release what the snapshot holds (it must not be used afterwards)."""
+
+
+class Writer(ABC):
+    """Makes one new generation; `publish` makes it live, `abort` discards it."""
+
+    name: str
+
+    @abstractmethod
+    def add(self, batch: Batch) -> None:
+        """Write documents with their chunks, sentences and vectors (in any order of rows)."""
+
+    @abstractmethod
+    def finish(self, manifest: Manifest) -> Manifest:
+        """Build the search structures (dense and lexical), write the manifest, flush to disk; returns the
+        manifest as stored."""
+
+    @abstractmethod
+    def verify(self) -> Snapshot:
+        """Read the new generation back as a reader would and check it; IndexWriteFailed when it does not."""
+
+    @abstractmethod
+    def publish(self) -> None:
+        """Make the new generation the live one, atomically."""
+
+    @abstractmethod
+    def abort(self) -> None:
+        """Discard the new generation (nothing if it was already published)."""
+
+
+class Store(ABC):
+    """Where generations live."""
+
+    backend: str
 
     @property
-    def dimension(self) -> int:
-        return int(self._index.d)
+    @abstractmethod
+    def where(self) -> str:
+        """The folder or database, for messages."""
 
     @property
-    def kind(self) -> str:
-        if isinstance(self._index, faiss.IndexIVF):
-            return "ivf"
-        if isinstance(self._index, faiss.IndexHNSW):
-            return "hnsw"
-        return "flat"
+    def rebuild(self) -> str:
+        """The command that rebuilds this store's index."""
+        return "rag index build"
 
-    @classmethod
-    def build(cls, vectors: np.ndarray, kind: str = "flat", nlist: int = 0, hnsw_m: int = 32,
-              progress: Callable[[int], None] | None = None) -> "VectorStore":
-        """An index over `vectors` (n x d, float32, may be a memory map), added in batches."""
-        n, dim = vectors.shape
-        if kind == "flat":
-            index: faiss.Index = faiss.IndexFlatIP(dim)
-        elif kind == "hnsw":
-            index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
-        elif kind == "ivf":
-            lists = nlist or max(1, min(65536, int(2 * math.sqrt(max(n, 1)))))
-            lists = min(lists, max(1, n // 39))  # FAISS wants ~39 training points per list
-            index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, lists, faiss.METRIC_INNER_PRODUCT)
-            index.cp.niter = 12
-            take = lists * 64
-            rows = np.sort(np.random.default_rng(0).choice(n, take, replace=False)) if n > take else slice(None)
-            index.train(np.ascontiguousarray(vectors[rows], dtype=np.float32))
-        else:
-            raise ValueError(f"unknown index type {kind!r}; known: {', '.join(KINDS)}")
-        for lo in range(0, n, _ADD_BATCH):
-            batch = np.ascontiguousarray(vectors[lo:lo + _ADD_BATCH], dtype=np.float32)
-            index.add(batch)
-            if progress:
-                progress(len(batch))
-        return cls(index)
+    @abstractmethod
+    def live_name(self) -> str:
+        """The name of the live generation (cheap; IndexMissing when none was ever completed)."""
 
-    def save(self, path: Path) -> None:
-        """Write the index to `path`. Written through Python, not FAISS's own file writer, so that a failed
-        write (a full disk) raises IndexWriteFailed instead of leaving a short file and a note on stderr."""
-        try:
-            with open(path, "wb") as handle:
-                faiss.write_index(self._index, faiss.PyCallbackIOWriter(handle.write))
-        except (OSError, RuntimeError) as exc:
-            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).strip().splitlines()[-1]
-            raise IndexWriteFailed(f"Could not write the vector index {path} ({why}). Free some disk space or fix "
-                                   "the folder's permissions, then run: rag index build. The live index is "
-                                   "unchanged.") from None
+    @abstractmethod
+    def open_live(self, model_id: str | None = None, backend: str | None = None) -> Snapshot:
+        """The verified live generation; refuses one built with another model or embedding backend than
+        given (None: not checked)."""
 
-    @classmethod
-    def load(cls, path: Path, nprobe: int = 48, ef_search: int = 128) -> "VectorStore":
-        """Read an index file. Call only after its checksum was verified."""
-        try:
-            index = faiss.read_index(str(path))
-        except RuntimeError as exc:
-            raise IndexCorrupt(f"Vector index {path} could not be read ({str(exc).splitlines()[0]}). "
-                               "Rebuild it with: rag index build --full") from None
-        return cls(index, nprobe, ef_search)
+    @abstractmethod
+    def live_manifest(self) -> tuple[str, Manifest]:
+        """(name, manifest) of the live generation, read without opening its data."""
 
-    def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k (scores, row ids) per query; `allowed` restricts the rows searched. Missing results are -1."""
-        k = max(1, min(k, self.size))
-        kind = self.kind
-        selector = faiss.IDSelectorBatch(np.asarray(allowed, dtype=np.int64)) if allowed is not None else None
-        if kind == "ivf":
-            params: faiss.SearchParameters = faiss.SearchParametersIVF(nprobe=self.nprobe)
-        elif kind == "hnsw":
-            params = faiss.SearchParametersHNSW(efSearch=max(self.ef_search, k))
-        else:
-            params = faiss.SearchParameters()
-        if selector is not None:
-            params.sel = selector
-        scores, ids = self._index.search(np.ascontiguousarray(queries, dtype=np.float32), k, params=params)
-        return scores, ids
+    @abstractmethod
+    def verify_live(self) -> None:
+        """Check the live generation's stored data fully (checksums, counts); the matching RagError if not."""
+
+    @abstractmethod
+    def check_writable(self) -> None:
+        """Refuse, before anything is written, a place a build may not write to (with the fix)."""
+
+    @abstractmethod
+    def build_lock(self) -> AbstractContextManager[None]:
+        """Held by the one build that may run; IndexLocked at once when another holds it."""
+
+    @abstractmethod
+    def writer(self, name: str, settings: "Settings", dimension: int) -> Writer:
+        """A writer for a new generation called `name` of vectors of `dimension` (hold the build lock)."""
+
+    @abstractmethod
+    def clean(self, keep: set[str]) -> None:
+        """Remove generations and leftovers of earlier builds except those named in `keep` (hold the lock)."""
+
+    def close(self) -> None:
+        """Release connections."""
+
+
+def open_store(settings: "Settings") -> Store:
+    """The store named by `store.backend`."""
+    if settings.store.backend == "postgres":
+        from .postgres import PostgresStore
+
+        return PostgresStore.from_settings(settings)
+    from .index import FolderStore
+
+    return FolderStore(settings)

@@ -122,3 +122,34 @@ class FakeEmbedder:
 @pytest.fixture
 def fake_embedder() -> FakeEmbedder:
     return FakeEmbedder()
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> str:
+    """A real PostgreSQL server with pgvector on loopback, started for this test session (scripts/
+    local_postgres.py); the tests that need it are skipped, with the reason, where none can be started."""
+    import sys
+    import tempfile
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import local_postgres
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    if local_postgres.binaries() is None:
+        pytest.skip("no PostgreSQL with pgvector on this machine: pip install pgserver (the test extra does), or "
+                    "install PostgreSQL with pgvector and put pg_config on PATH")
+    folder = Path(tempfile.mkdtemp(prefix="rag-pg-"))  # under /tmp: the server's own user must reach it
+    try:
+        url = local_postgres.start(folder)
+    except Exception as exc:  # noqa: BLE001 - the reason is what the skip shows
+        shutil.rmtree(folder, ignore_errors=True)
+        pytest.skip(f"could not start PostgreSQL here ({exc}); see {folder}/run/server.log")
+    yield url
+    local_postgres.stop(folder)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def on_postgres(settings: rag.Settings, url: str, namespace: str, **store: object) -> rag.Settings:
+    """The same settings with the index in the PostgreSQL database `url`, under its own namespace."""
+    return settings.update("store", backend="postgres", url=url, namespace=namespace, **store)

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 import rag
-from rag.build import build_lock
+from rag.index import build_lock
 from rag.cli import app
 from rag.index import CURRENT
 from rag.settings import load_settings

@@ -221,6 +221,7 @@ def test_a_batch_loads_the_model_once(untouched: rag.Settings, tmp_path: Path,
                                       monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(rag.embedding, "_CACHE", {})
     monkeypatch.setattr(rag.engine, "_ENGINES", {})
+    monkeypatch.setattr(rag.engine, "_SERVED", {})
     loads: list[str] = []
     real_create = rag.embedding._create
 

@@ -63,7 +63,7 @@ def test_threads_share_one_engine_through_a_rebuild(bundled_index: rag.Settings,
     settings = bundled_index.with_paths(corpus, index)
     engine = rag.get_engine(settings)
     old = engine.generation.path.name
-    old_chunks = engine.generation.manifest["counts"]["chunks"]
+    old_chunks = engine.generation.manifest.counts.chunks
     serial = {q: signature(engine.ask(q)) for q in QUESTIONS}
     assert sum(not s[1] for s in serial.values()) >= 6  # mostly answered: citations get compared too
 

@@ -130,10 +130,10 @@ def test_a_sentence_split_between_two_chunks_pools_from_both(tmp_path: Path) -> 
     parts = emb.encode_passages([Passage(c.start, c.text, t, ((max(start, c.start), min(end, c.end)),))
                                  for c, t in holders])
     expected = unit(np.sum([sums[0] for sums in parts.span_sums], axis=0))
-    assert np.allclose(gen.sentence_vectors[long_row], expected, atol=1e-4)
+    assert np.allclose(gen.sentence_matrix[long_row], expected, atol=1e-4)
     assert all(float(unit(sums[0]) @ expected) < 0.999 for sums in parts.span_sums)  # not one chunk's part
     assert float(expected @ emb.encode_documents([long_sentence])[0]) > 0.7
-    assert np.allclose(np.linalg.norm(np.asarray(gen.sentence_vectors), axis=1), 1, atol=1e-4)
+    assert np.allclose(np.linalg.norm(np.asarray(gen.sentence_matrix), axis=1), 1, atol=1e-4)
     gen.close()
 
 
@@ -153,7 +153,7 @@ def test_sentence_vectors_are_pooled_or_encoded_as_set(tmp_path: Path) -> None:
         emb = Recording()
         report = rag.build_index(settings, embedder=emb)
         gen = open_live(settings.paths.index)
-        assert gen.manifest["sentence_vectors"] == mode
+        assert gen.manifest.sentence_vectors == mode
         source = BUNDLED.read_text(encoding="utf-8")
         sentences = [s for row in gen.documents() for s in gen.sentences_within(row.row, 0, 1 << 62)]
         chunks = [c for c, _ in gen.chunks(list(range(report.chunks))).values()]
@@ -165,7 +165,7 @@ def test_sentence_vectors_are_pooled_or_encoded_as_set(tmp_path: Path) -> None:
         inside = 0
         for r, s, e in sentences:  # every row holds the vector of its own sentence
             if mode == "encoded" or sum(c.start < e and s < c.end for c in chunks) == 1:
-                assert np.allclose(gen.sentence_vectors[r], emb._vec(source[s:e]), atol=1e-5), (mode, r)
+                assert np.allclose(gen.sentence_matrix[r], emb._vec(source[s:e]), atol=1e-5), (mode, r)
                 inside += 1
         assert inside > 0.8 * len(sentences)
         assert report.tokens_embedded == sum(emb.count_tokens(t) for t in emb.texts)
@@ -193,7 +193,7 @@ def test_a_sentence_without_word_pieces_is_encoded_on_its_own(tmp_path: Path) ->
     rows = gen.sentences_within(0, 0, 1 << 62)
     source = (folder / "odd.txt").read_text(encoding="utf-8")
     odd = next(r for r, s, e in rows if source[s:e] == "~~~")
-    assert np.allclose(gen.sentence_vectors[odd], emb._vec("~~~"))
+    assert np.allclose(gen.sentence_matrix[odd], emb._vec("~~~"))
     gen.close()
 
 
@@ -301,7 +301,7 @@ def test_an_index_is_refused_by_another_backend_and_rebuilt_by_a_build(tmp_path:
                                                                    backend="torch"))
     assert report.full and report.full_reason == "the embedding backend changed (onnx-int8 -> torch)"
     gen = open_live(settings.paths.index, backend="torch")
-    assert gen.manifest["backend"] == "torch"
+    assert gen.manifest.backend == "torch"
     gen.close()
 
 
@@ -309,7 +309,7 @@ def test_an_index_from_before_backends_counts_as_torch(tmp_path: Path) -> None:
     settings = make_settings(corpus_of(tmp_path, BUNDLED), tmp_path / "index")
     rag.build_index(settings, embedder=FakeEmbedder(backend="torch"))
     gen = open_live(settings.paths.index)
-    manifest = dict(gen.manifest)
+    manifest = json.loads(gen.manifest.to_json())
     gen.close()
     manifest.pop("backend")
     (gen.path / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")

