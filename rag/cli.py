@@ -376,14 +376,27 @@ def eval_cmd(qa: Optional[Path] = typer.Argument(None, help="Questions with evid
             _echo(evaluation.format_report(report))
 
 
+def _chat_app() -> Path:
+    """The Streamlit script of the installed `ui` package (the same file in a checkout)."""
+    from importlib.resources import files
+
+    try:
+        app_file = Path(str(files("ui").joinpath("app.py")))
+    except (ImportError, TypeError):  # no package `ui`, or a module of that name that is not ours
+        app_file = None
+    if app_file is None or not app_file.is_file():
+        raise rag.RagError("The chat app (the package ui, with ui/app.py) is not installed beside rag. Reinstall "
+                           "the package: pip install . (or pip install -e . in a checkout).")
+    return app_file
+
+
 @app.command("ui")
 def ui_cmd(corpus: Optional[Path] = CorpusOpt, index: Optional[Path] = IndexOpt,
            host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
            port: int = typer.Option(8501, "--port", help="Port to listen on.")) -> None:
     """Launch the Streamlit chat (builds the index first if it is missing or stale)."""
-    import subprocess
-
     with _errors():
+        app_file = _chat_app()
         settings = _settings(corpus, index)
         status = rag.index_status(settings)
         if not status.ready or status.corpus_changed or status.settings_changed:
@@ -391,14 +404,22 @@ def ui_cmd(corpus: Optional[Path] = CorpusOpt, index: Optional[Path] = IndexOpt,
             report = rag.build_index(settings, warn=_warn)
             _echo(f"Indexed {report.documents} articles ({report.chunks_embedded} chunks embedded, "
                   f"{report.chunks_reused} reused).", err=True)
-        app_file = Path(__file__).resolve().parent.parent / "ui" / "app.py"
         env = dict(os.environ, RAG_CORPUS=str(settings.paths.corpus.resolve()),
                    RAG_INDEX=str(settings.paths.index.resolve()))
         cmd = [sys.executable, "-m", "streamlit", "run", str(app_file), "--server.address", host,
                "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
                "--client.toolbarMode", "minimal"]
         _echo(f"Open http://{host}:{port} in a browser (Ctrl+C stops the app).", err=True)
-        raise typer.Exit(subprocess.call(cmd, env=env))
+        sys.stdout.flush()
+        sys.stderr.flush()
+        if os.name == "nt":  # no exec that keeps the process there
+            import subprocess
+
+            raise typer.Exit(subprocess.call(cmd, env=env))
+        # The server replaces this process rather than running as its child: a signal for `rag ui` (Ctrl+C,
+        # SIGTERM from a service manager, SIGKILL) reaches the server itself, which has no parent to outlive,
+        # and the memory of the build above is given back.
+        os.execve(sys.executable, cmd, env)
 
 
 @app.command("encoder")
