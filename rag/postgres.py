@@ -309,23 +309,36 @@ class PostgresSnapshot(Snapshot):
             args.append([int(r) for r in allowed])
         query += " ORDER BY d LIMIT %s"
         args.append(k)
-        with self._read() as conn, conn.transaction():
-            if allowed is not None or self.kind == "flat":
-                # exact: an approximate index with a filter would drop rows the filter keeps
-                conn.execute("SET LOCAL enable_indexscan = off")
-            elif self.kind == "hnsw":
-                conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(min(1000, max(self.ef_search, k)))))
+        with self._read() as conn:
+            if self.kind != "flat" and allowed is not None:
+                with conn.transaction():  # exact: an approximate index with a filter would drop rows it keeps
+                    conn.execute("SET LOCAL enable_indexscan = off")
+                    rows = conn.execute(self._q(query), args, binary=True).fetchall()
             else:
-                conn.execute(sql.SQL("SET LOCAL ivfflat.probes = {}").format(sql.Literal(self.nprobe)))
-            rows = conn.execute(self._q(query), args, binary=True).fetchall()
+                self._tune(conn, k)
+                rows = conn.execute(self._q(query), args, binary=True).fetchall()
         ids = np.asarray([r for r, _ in rows], dtype=np.int64)
         return np.asarray([-d for _, d in rows], dtype=np.float32), ids
+
+    def _tune(self, conn: psycopg.Connection, k: int) -> None:
+        """Set the approximate index's search width on this connection (once per value: a round trip saved)."""
+        if self.kind == "hnsw":
+            name, value = "hnsw.ef_search", min(1000, max(self.ef_search, k))
+        elif self.kind == "ivf":
+            name, value = "ivfflat.probes", self.nprobe
+        else:
+            return
+        tuned: dict[str, int] = conn.__dict__.setdefault("_rag_tuned", {})
+        if tuned.get(name) != value:
+            conn.execute(sql.SQL("SET {} = {}").format(sql.Identifier(*name.split(".")), sql.Literal(value)))
+            tuned[name] = value
 
     def _postings(self, terms: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         if not terms:
             return {}
-        return {t: (np.asarray(r, dtype=np.int64), np.asarray(s, dtype=np.float32)) for t, r, s in self._rows(
-            "SELECT term, rows, scores FROM {terms} WHERE term = ANY(%s)", (sorted(set(terms)),))}
+        return {t: (np.frombuffer(r, dtype="<i4").astype(np.int64), np.frombuffer(s, dtype="<f4").astype(np.float32))
+                for t, r, s in self._rows("SELECT term, rows, scores FROM {terms} WHERE term = ANY(%s)",
+                                          (sorted(set(terms)),))}
 
     def lexical(self, query: str, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         terms = content_terms(query)
@@ -339,13 +352,17 @@ class PostgresSnapshot(Snapshot):
                 np.add.at(scores, rows, values)
         return top_k(scores, k, allowed)
 
+    def _df(self, terms: list[str]) -> dict[str, int]:
+        if not terms:
+            return {}
+        return dict(self._rows("SELECT term, df FROM {terms} WHERE term = ANY(%s)", (sorted(set(terms)),)))
+
     def known(self, terms: list[str]) -> set[str]:
-        return set(self._postings(terms))
+        return set(self._df(terms))
 
     def idf(self, terms: list[str]) -> dict[str, float]:
         n = max(1, self.size)
-        rows = dict(self._rows("SELECT term, cardinality(rows) FROM {terms} WHERE term = ANY(%s)",
-                               (sorted(set(terms)),))) if terms else {}
+        rows = self._df(terms)
         return {t: float(np.log(1 + (n - rows.get(t, 0) + 0.5) / (rows.get(t, 0) + 0.5))) for t in terms}
 
 
@@ -360,7 +377,7 @@ CREATE TABLE {chunks} (row integer NOT NULL, chunk_id text NOT NULL, doc_row int
   start integer NOT NULL, stop integer NOT NULL, text text NOT NULL, embedding vector({dim}) NOT NULL);
 CREATE TABLE {sentences} (row integer NOT NULL, doc_row integer NOT NULL, start integer NOT NULL,
   stop integer NOT NULL, embedding vector({dim}) NOT NULL);
-CREATE TABLE {terms} (term text NOT NULL, rows integer[] NOT NULL, scores real[] NOT NULL);
+CREATE TABLE {terms} (term text NOT NULL, df integer NOT NULL, rows bytea NOT NULL, scores bytea NOT NULL);
 """
 _INDEXES = """
 ALTER TABLE {docs} ADD PRIMARY KEY (row);
@@ -436,9 +453,9 @@ class PostgresWriter(Writer):
         bm25 = Lexical.build(texts)
         with self._writing(), conn.transaction():
             with conn.cursor() as cur, cur.copy(_sql("COPY {terms} FROM STDIN WITH (FORMAT BINARY)", **t)) as copy:
-                copy.set_types(["text", "int4[]", "float4[]"])
-                for term, rows, scores in bm25.postings():
-                    copy.write_row((term, rows.tolist(), scores.tolist()))
+                copy.set_types(["text", "int4", "bytea", "bytea"])
+                for term, rows, scores in bm25.postings():  # little-endian int32 rows and float32 scores
+                    copy.write_row((term, len(rows), rows.astype("<i4").tobytes(), scores.astype("<f4").tobytes()))
             conn.execute(sql.SQL(_INDEXES).format(**t))
             conn.execute("SET LOCAL maintenance_work_mem = '1GB'")
             if st.type == "hnsw":
