@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .build import BuildReport, build_index
+from .citations import quote_in_passage
 from .corpus import Article, iter_articles, load_documents, source_text
 from .embedding import encoder_info
 from .engine import Engine, get_engine
@@ -55,6 +56,6 @@ __all__ = [
     "IndexLocked", "IndexMismatch", "IndexMissing", "IndexStatus", "IndexWriteFailed", "LLMUnavailable",
     "RagError", "ReaderError", "Settings", "SettingsError", "SpanError", "StoreUnavailable", "ask", "build_index", "describe_settings",
     "encoder_info", "export_answers", "format_for_path", "get_engine", "index_info", "index_status",
-    "indexed_documents", "iter_articles", "load_documents", "load_settings", "reader_info", "search",
-    "source_text", "verify_index", "write_export", "__version__",
+    "indexed_documents", "iter_articles", "load_documents", "load_settings", "quote_in_passage", "reader_info",
+    "search", "source_text", "verify_index", "write_export", "__version__",
 ]

@@ -16,19 +16,18 @@ from typing import Sequence
 
 import numpy as np
 
-from .citations import check_citation, cite
+from .citations import check_citation, check_quote, cite
 from .errors import SpanError
 from .store import Snapshot
-from .question import expected_type, parts, type_match
+from .question import expected_type, type_match
 from .records import Citation, Hit
-from .text import content_terms
+from .text import content_terms, words
 
 __all__ = ["ABSTAIN_TEXT", "Candidate", "Decision", "SpanError", "check_citation", "compose", "decide",
            "expected_type", "read", "score_sentences", "select", "type_match", "unknown_names"]
 
 ABSTAIN_TEXT = ("The archive does not answer this question: no passage is close enough to it. "
                 "The closest passages are listed below.")
-_WORD = re.compile(r"\w+")
 
 # How a sentence's first-stage evidence mixes its meaning match (cosine) and the share of the question's
 # weighted terms it contains. With the reader off, the abstention threshold applies to this score.
@@ -155,7 +154,7 @@ def read(reader, question: str, candidates: Sequence[Candidate], limit: int) -> 
 
 
 def _words(text: str) -> set[str]:
-    return set(_WORD.findall(text.lower()))
+    return set(words(text))
 
 
 def select(scored: Sequence[Candidate], max_sentences: int, threshold: float) -> list[Candidate]:
@@ -246,10 +245,7 @@ def compose(chosen: Sequence[Candidate], gen: Snapshot | None = None) -> tuple[s
     parts_: list[str] = []
     previous_doc = None
     for n, c in enumerate(chosen, 1):
-        chunk = c.hit.chunk
-        if chunk.text[c.start - chunk.start:c.end - chunk.start] != c.quote:  # what was judged is what is cited
-            raise SpanError(f"The sentence judged for citation [{n}] of {chunk.doc_id} is not the source text at "
-                            "its offsets; the answer was withheld. Please report this with the question.")
+        check_quote(c.hit, c.start, c.end, c.quote, f"The sentence judged for citation [{n}]")  # judged = cited
         start, end = with_speaker(gen, c) if gen is not None else (c.start, c.end)
         citation = cite(n, c.hit, start, end, c.span, c.confidence)
         citations.append(citation)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import threading
-import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
@@ -87,12 +86,6 @@ class Embedder(Protocol):
     def encode_documents(self, texts: Sequence[str]) -> np.ndarray: ...
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray: ...
-
-
-def normalise(text: str) -> str:
-    """What BM25 sees (the encoder's tokenizer applies the same NFKC itself): NFKC, which also turns NBSP into
-    a space."""
-    return unicodedata.normalize("NFKC", text)
 
 
 def bundled_model_path() -> Path:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .build import build_index
+from .citations import exact_span
 from .corpus import iter_articles
 from .engine import Engine, get_engine
 from .errors import BadQuestion, RagError
@@ -147,7 +148,7 @@ def evaluate_qa(path: Path, settings: Settings, k: int = 5, engine: Engine | Non
         for c in answer.citations:
             citations += 1
             text = sources.get((c.source, c.doc_id))
-            valid += text is not None and text[c.start:c.end] == c.quote
+            valid += text is not None and exact_span(text, c.start, c.end, c.quote)
         quotes = [c.quote for c in answer.citations]
         is_supported = not answer.abstained and quotes_answer(groups, quotes)
         is_first = not answer.abstained and quotes_answer(groups, quotes[:1])

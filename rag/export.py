@@ -28,7 +28,6 @@ import json
 import os
 import re
 import tempfile
-import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,8 +35,10 @@ from typing import Any
 from urllib.parse import quote
 
 from .controls import has_unsafe, json_safe, visible
+from .dates import iso_date_parts
 from .errors import ExportError
 from .records import Answer, Citation
+from .text import slug
 
 FORMATS: dict[str, str] = {
     "markdown": ".md",
@@ -75,22 +76,6 @@ def format_for_path(path: str | Path, fmt: str | None = None) -> str:
             return found
     raise ExportError(f"Cannot tell the export format of {str(path)!r} from its extension; "
                       f"use one of {_known()} or name the format explicitly.")
-
-
-_DATE = re.compile(r"(\d{4})(?:-(\d{2})(?:-(\d{2})(?:T[\d:.]+(?:Z|[+-]\d{2}:?\d{2})?)?)?)?")
-
-
-def _date_parts(raw: str) -> list[int] | None:
-    """[year, month?, day?] of an ISO date, or None when it is not one."""
-    m = _DATE.fullmatch(raw.strip())
-    if not m:
-        return None
-    parts = [int(g) for g in m.groups() if g is not None]
-    try:
-        datetime.date(parts[0], *(parts[1:] + [1, 1])[:2])
-    except ValueError:
-        return None
-    return parts
 
 
 def _authors(raw: str) -> list[tuple[str, str]]:
@@ -133,7 +118,7 @@ class _Ref:
 
     @property
     def date(self) -> list[int] | None:
-        return _date_parts(self.field("date"))
+        return iso_date_parts(self.field("date"))
 
     def note(self) -> str:
         c = self.citation
@@ -146,9 +131,7 @@ class _Ref:
 
 
 def _slug(doc_id: str) -> str:
-    ascii_id = unicodedata.normalize("NFKD", doc_id).encode("ascii", "ignore").decode()
-    slug = re.sub(r"[^a-z0-9_]+", "-", ascii_id.lower()).strip("-_")[:60].strip("-_")
-    return slug or "doc-" + hashlib.sha1(doc_id.encode()).hexdigest()[:8]
+    return slug(doc_id, 60, keep="_") or "doc-" + hashlib.sha1(doc_id.encode()).hexdigest()[:8]
 
 
 def _references(answers: Sequence[Answer]) -> list[_Ref]:

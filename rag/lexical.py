@@ -8,16 +8,9 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from .text import STOPWORDS as _STOPWORDS
-from .text import content_terms, normalise
+from .text import content_terms, normalise, stemmer
 
-STOPWORDS = sorted(_STOPWORDS)
-
-
-def _stemmer():  # type: ignore[no-untyped-def]
-    """A new stemmer: PyStemmer objects must not be shared between threads."""
-    import Stemmer
-
-    return Stemmer.Stemmer("english")
+STOPWORDS = sorted(_STOPWORDS)  # as bm25s takes them; the list itself lives in rag.text
 
 
 def top_k(scores: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -45,8 +38,7 @@ class Lexical:
     def build(cls, texts: Iterable[str]) -> "Lexical":
         import bm25s
 
-        stem = _stemmer()
-        tokens = bm25s.tokenize([normalise(t) for t in texts], stopwords=STOPWORDS, stemmer=stem,
+        tokens = bm25s.tokenize([normalise(t) for t in texts], stopwords=STOPWORDS, stemmer=stemmer(),
                                 show_progress=False, allow_empty=True)
         model = bm25s.BM25()
         model.index(tokens, show_progress=False)

@@ -11,14 +11,16 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from html import escape
 from typing import Any, Sequence
 
+from .citations import check_citation, cite
 from .errors import LLMUnavailable
 from .records import Citation, Hit
 from .sentences import sentence_spans
 from .settings import LLMSettings
+from .text import claim_words
 
 NO_ANSWER = "The passages do not answer this question."
 
@@ -57,19 +59,9 @@ _LEADING_MARKERS = re.compile(r"(?:\[\d{1,9}(?:\s*,\s*\d{1,9})*\]\s*)+")
 _CLAUSE = re.compile(r"[;:()\[\]\u2013\u2014]|,(?!\d)|(?<!\d),|\s-\s|\b(?:and|but|so|because|while|whereas|"
                      r"although|though|yet|or|nor|then|therefore|thus|hence|which|who|whom|whose|where|when|"
                      r"unless|until|after|before|since|if|plus)\b", re.I)
-_WORD = re.compile(r"\d+(?:[.,]\d+)*|[^\W\d_]+")
 # A kept sentence: the text before it in the reply, the sentence, and each marker with its citations.
 _Kept = tuple[str, str, list[tuple[re.Match[str], list[Citation]]]]
 _LOOPBACK = {"localhost", "127.0.0.1", "::1"}
-_STOP = frozenset(
-    """a about above after again against all also am an and any are as at be because been before being
-    between both but by can could did do does doing down during each few for from further had has have
-    having he her here hers him his how i if in into is it its itself just me more most my no nor not now
-    of off on once only or other our out over own same she should so some such than that the their them
-    then there these they this those through to too under until up very was we were what when where which
-    while who whom why will with would you your according said says say told stated noted added wrote
-    writes passage passages article report reports reported reporting""".split()
-)
 
 
 @dataclass(frozen=True)
@@ -129,8 +121,8 @@ class _Passage:
     @classmethod
     def of(cls, hit: Hit) -> "_Passage":
         spans = sentence_spans(hit.chunk.text)
-        sets = [set(_content(hit.chunk.text[s:e])) for s, e in spans]
-        return cls(hit, spans, sets, set().union(*sets), set(_content(f"{hit.title} {hit.source}")))
+        sets = [set(claim_words(hit.chunk.text[s:e])) for s, e in spans]
+        return cls(hit, spans, sets, set().union(*sets), set(claim_words(f"{hit.title} {hit.source}")))
 
 
 def check_reply(reply: str, hits: Sequence[Hit]) -> LLMReply:
@@ -193,11 +185,8 @@ def check_reply(reply: str, hits: Sequence[Hit]) -> LLMReply:
                        "support: " + _listed(unsupported))
     text, citations = _renumber(kept)
     by_chunk = {h.chunk.chunk_id: h for h in hits}
-    for citation in citations:  # the span invariant, checked even under `python -O`
-        hit = by_chunk[citation.chunk_id]
-        local = (citation.start - hit.chunk.start, citation.end - hit.chunk.start)
-        if hit.chunk.text[local[0]:local[1]] != citation.quote:
-            raise AssertionError(f"Citation [{citation.n}] is not an exact span of {citation.chunk_id}.")
+    for citation in citations:  # the span invariant, as renumbered: SpanError, never an AssertionError
+        check_citation(citation, by_chunk[citation.chunk_id])
     return LLMReply(text, citations, tuple(notices), tuple(removed))
 
 
@@ -211,10 +200,10 @@ def _unsupported_clause(plain: str, citations: list[Citation], used: list[_Passa
     or None when every clause is supported."""
     support: set[str] = set()
     for citation in citations:
-        support |= set(_content(citation.quote))
+        support |= set(claim_words(citation.quote))
     ignorable = set().union(*(p.ignorable for p in used)) - support
     for clause in _CLAUSE.split(plain):
-        words = set(_content(clause)) - ignorable
+        words = set(claim_words(clause)) - ignorable
         if words and len(words & support) < CLAUSE_COVERAGE * len(words):
             return " ".join(clause.split()).strip(" .,;:!?")
     return None
@@ -235,8 +224,7 @@ def _renumber(kept: list[_Kept]) -> tuple[str, tuple[Citation, ...]]:
             for c in cites:
                 key = (c.doc_id, c.start, c.end)
                 if key not in numbers:
-                    numbers[key] = Citation(len(numbers) + 1, c.doc_id, c.chunk_id, c.title, c.source,
-                                            c.start, c.end, c.quote, c.metadata)
+                    numbers[key] = replace(c, n=len(numbers) + 1)
                 keys.append(numbers[key].n)
             out.append("".join(f"[{n}]" for n in dict.fromkeys(keys)))
         out.append(sentence[cursor:])
@@ -250,8 +238,7 @@ def _renumber(kept: list[_Kept]) -> tuple[str, tuple[Citation, ...]]:
 def _cite(plain: str, passage: _Passage) -> list[Citation]:
     """The spans of the passage that best support the sentence `plain`; none when support is too weak."""
     hit, spans, sets = passage.hit, passage.spans, passage.sets
-    words = set(_content(plain))
-    text = hit.chunk.text
+    words = set(claim_words(plain))
     ignorable = passage.ignorable
     if any(w[0].isdigit() and w not in ignorable for w in words - passage.words):
         return []  # a figure the passage does not contain
@@ -274,11 +261,7 @@ def _cite(plain: str, passage: _Passage) -> list[Citation]:
             runs[-1].append(i)
         else:
             runs.append([i])
-    return [
-        Citation(0, hit.chunk.doc_id, hit.chunk.chunk_id, hit.title, hit.source, hit.chunk.start + s,
-                 hit.chunk.start + e, text[s:e], hit.metadata)
-        for s, e in ((spans[run[0]][0], spans[run[-1]][1]) for run in runs)
-    ]
+    return [cite(0, hit, hit.chunk.start + spans[run[0]][0], hit.chunk.start + spans[run[-1]][1]) for run in runs]
 
 
 def _units(reply: str) -> list[tuple[int, int]]:
@@ -293,21 +276,6 @@ def _units(reply: str) -> list[tuple[int, int]]:
         if s < e:
             units.append((s, e))
     return units
-
-
-def _content(text: str) -> list[str]:
-    """Case-folded content words, crudely stemmed (plural dropped, cut to six letters); numbers whole."""
-    words: list[str] = []
-    for w in _WORD.findall(text.casefold()):
-        if w[0].isdigit():
-            words.append(w.replace(",", ""))
-        elif len(w) > 1 and w not in _STOP:
-            if len(w) > 4 and w.endswith("ies"):
-                w = w[:-3] + "y"
-            elif len(w) > 3 and w.endswith("s") and not w.endswith(("ss", "us", "is")):
-                w = w[:-1]
-            words.append(w[:6])
-    return words
 
 
 class _Deadline:

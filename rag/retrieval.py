@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import numpy as np
 
-from .embedding import normalise
-from .store import Snapshot
 from .records import Chunk, Hit
-
-_WORD = re.compile(r"\w+")
+from .store import Snapshot
+from .text import words
 
 
 @dataclass(frozen=True)
@@ -49,8 +46,8 @@ def fuse(dense: dict[int, float], lexical: dict[int, float], method: str, dense_
 
 
 def _shingles(text: str) -> set[tuple[str, ...]]:
-    words = _WORD.findall(normalise(text).lower())
-    return {tuple(words[i:i + 3]) for i in range(max(1, len(words) - 2))}
+    found = words(text)
+    return {tuple(found[i:i + 3]) for i in range(max(1, len(found) - 2))}
 
 
 def _overlapping(a_span: tuple[str, int, int], b_span: tuple[str, int, int]) -> bool:

@@ -4,7 +4,8 @@ the page's text. Pure functions of the text: nothing here reads a file."""
 from __future__ import annotations
 
 import re
-import unicodedata
+
+from .text import slug
 
 _PARAGRAPH = re.compile(r"\S(?:.*?\S)?(?=[^\S\n]*\n[^\S\n]*\n|\s*\Z)", re.S)
 _HEADER = re.compile(r"^(?:(?P<kind>[A-Za-z][\w ]{0,30}?)\s+)?Archives?\s*[:\-–—]\s*(?P<name>\S.{0,80})$")
@@ -12,14 +13,11 @@ _READ_MORE = re.compile(r"^(?:read|see)\s+(?:more|also)\s*[.…]*$", re.I)
 _READ_MORE_LINE = re.compile(r"^(?:read|see)\s+(?:more|also)\s*:", re.I)
 _END_PUNCT = re.compile(r"[.!?:;,\"”’)\]…]$")
 _MD_H1 = re.compile(r"^#(?!#)\s*(\S.*?)\s*#*\s*$")
-_SLUG = re.compile(r"[^a-z0-9]+")
 
 
 def slugify(text: str, limit: int = 60) -> str:
     """ASCII slug for readable ids."""
-    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower()
-    slug = _SLUG.sub("-", ascii_text).strip("-")
-    return slug[:limit].rstrip("-") or "article"
+    return slug(text, limit) or "article"
 
 
 def paragraphs(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:

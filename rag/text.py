@@ -1,5 +1,6 @@
-"""Text as the models and the matchers see it: normalisation, folding, terms. Stored and shown text is never
-changed; these functions only shape what is compared or fed to a model."""
+"""Text as the models and the matchers see it: normalisation, folding, stop words, words and terms, slugs.
+The one home of each: stored and shown text is never changed; these functions only shape what is compared or
+fed to a model."""
 
 from __future__ import annotations
 
@@ -18,7 +19,17 @@ what when where which while who whom whose why will with would you your yours yo
 said says say according tell told
 """.split())
 
+# Words that only say who reported a claim, or point at the passage itself: "According to the report, ..." is no
+# evidence that a passage supports it. Ignored (with STOPWORDS) when a model's sentence is matched to a passage;
+# not in STOPWORDS, so BM25 (and every built index) is unchanged by them.
+REPORTING_WORDS = frozenset("""
+stated noted added wrote writes passage passages article report reports reported reporting
+""".split())
+
 _TERM = re.compile(r"(?u)\b\w\w+\b")  # bm25s's own token pattern
+_WORD = re.compile(r"\w+")
+# a figure whole (55,000 and 3.5 stay one word), else a run of letters
+_CLAIM_WORD = re.compile(r"\d+(?:[.,]\d+)*|[^\W\d_]+")
 _QUOTES = str.maketrans({"‘": "'", "’": "'", "“": '"', "”": '"', "–": "-", "—": "-", "\u00a0": " "})
 _LOCAL = threading.local()
 
@@ -61,17 +72,51 @@ def word_bounded(needle: str, haystack: str) -> bool:
     return False
 
 
-def _stemmer():  # type: ignore[no-untyped-def]
-    """This thread's stemmer: PyStemmer objects must not be shared between threads."""
-    stemmer = getattr(_LOCAL, "stemmer", None)
-    if stemmer is None:
+def words(text: str) -> list[str]:
+    """The words (runs of letters, digits and `_`) of the lower-cased normalised text, in order: for word
+    overlap between texts (near-duplicate passages, redundant quotes)."""
+    return _WORD.findall(normalise(text).lower())
+
+
+def claim_words(text: str) -> list[str]:
+    """The content words of a claim, for checking it against a passage: case-folded, crudely stemmed (plural
+    dropped, cut to six letters), stop and reporting words left out; a figure is kept whole, without its
+    thousands commas ("55,000" -> "55000"), so that a figure the passage lacks can be told apart."""
+    out: list[str] = []
+    for w in _CLAIM_WORD.findall(normalise(text).casefold()):
+        if w[0].isdigit():
+            out.append(w.replace(",", ""))
+        elif len(w) > 1 and w not in STOPWORDS and w not in REPORTING_WORDS:
+            if len(w) > 4 and w.endswith("ies"):
+                w = w[:-3] + "y"
+            elif len(w) > 3 and w.endswith("s") and not w.endswith(("ss", "us", "is")):
+                w = w[:-1]
+            out.append(w[:6])
+    return out
+
+
+def slug(text: str, limit: int = 60, keep: str = "") -> str:
+    """`text` folded to lower-case ASCII, each run of other characters (than those in `keep`) one `-`, at most
+    `limit` characters, trimmed of `-` and `keep` at both ends; "" when nothing is left."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower()
+    trim = "-" + keep
+    folded = re.sub(f"[^a-z0-9{re.escape(keep)}]+", "-", ascii_text).strip(trim)
+    return folded[:limit].strip(trim)
+
+
+def stemmer():  # type: ignore[no-untyped-def]
+    """This thread's English (Snowball) stemmer, the one BM25 uses: PyStemmer objects must not be shared
+    between threads."""
+    found = getattr(_LOCAL, "stemmer", None)
+    if found is None:
         import Stemmer
 
-        stemmer = _LOCAL.stemmer = Stemmer.Stemmer("english")
-    return stemmer
+        found = _LOCAL.stemmer = Stemmer.Stemmer("english")
+    return found
 
 
 def content_terms(text: str) -> list[str]:
-    """Lower-cased, stemmed words of two or more characters, stop words left out (what BM25 indexes)."""
-    words = [w for w in _TERM.findall(normalise(text).lower()) if w not in STOPWORDS]
-    return _stemmer().stemWords(words) if words else []
+    """Lower-cased, stemmed words of two or more characters, stop words left out: exactly the terms BM25
+    indexes for `text` (bm25s's tokenizer in rag.lexical gives the same, which the tests hold it to)."""
+    found = [w for w in _TERM.findall(normalise(text).lower()) if w not in STOPWORDS]
+    return stemmer().stemWords(found) if found else []

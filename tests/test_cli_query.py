@@ -3,6 +3,7 @@ filters, and bad input that ends in one clear line (exit 1) and leaves the index
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -215,6 +216,49 @@ def test_search_batch_stdin(untouched: rag.Settings) -> None:
     for r in (rows[0], rows[1], rows[2], rows[4]):
         assert set(r) - {"id"} == {"question", "passages", "timings"} and len(r["passages"]) == 2
         check_passages(r["passages"], untouched)
+
+
+class SpanPastItsSentence:
+    """The bundled reader, except that for a question holding `word` it places the answer just past the end of
+    every sentence it reads (as a reader whose idea of a sentence's end disagreed with ours would). The span
+    check must catch that citation: a SpanError for that question, never an answer."""
+
+    def __init__(self, reader, word: str) -> None:  # type: ignore[no-untyped-def]
+        self._reader, self._word = reader, word
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self._reader, name)
+
+    def read(self, question, texts, contexts=None, first_stage=None):  # type: ignore[no-untyped-def]
+        readings = self._reader.read(question, texts, contexts, first_stage)
+        if self._word not in question:
+            return readings
+        return [dataclasses.replace(r, span=(len(t) + 1, len(t) + 4)) for r, t in zip(readings, texts)]
+
+
+SPAN_ERROR = ("The answer span of citation [1] lies outside its quote; the answer was withheld. "
+              "Please report this with the question.")
+
+
+def test_a_failed_span_check_is_an_error_row_and_the_batch_goes_on(untouched: rag.Settings, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """One question whose citation fails the span check, one that is no question: each becomes its own error
+    row, and every other question of the batch is answered as usual (exit 0)."""
+    real = rag.engine.load_answer_reader
+    monkeypatch.setattr(rag.engine, "load_answer_reader", lambda setting: SpanPastItsSentence(real(setting), "venue"))
+    monkeypatch.setattr(rag.engine, "_ENGINES", {})
+    questions = tmp_path / "questions.jsonl"
+    questions.write_text("\n".join(BATCH) + "\n", encoding="utf-8")
+    rows = batch_rows(ok(run("ask", "--batch", questions, *paths(untouched))).stdout)
+    check_batch(rows)
+    assert rows[2] == {"id": "7", "question": "Which venue near Moscow hosted the aviation exhibition?",
+                       "error": SPAN_ERROR}
+    assert set(rows[3]) == {"id", "question", "error"}
+    assert [r.get("abstained") for r in rows] == [False, True, None, None, False]
+    assert "14,000" in rows[0]["answer"] and "nuclear" in rows[4]["answer"]
+    # the same question alone: one line naming the problem, exit 1, no traceback
+    one_line_error(run("ask", "Which venue near Moscow hosted the aviation exhibition?", *paths(untouched)),
+                   "^error: " + re.escape(SPAN_ERROR) + "$")
 
 
 def test_a_batch_loads_the_model_once(untouched: rag.Settings, tmp_path: Path,

@@ -24,9 +24,9 @@ import rag
 from rag.cli import app
 from rag.corpus import slugify
 from rag.embedding import model_identity
-from rag.index import CURRENT, LOCK, MARK, live_generation
+from rag.index import CURRENT, MARK, live_generation
 
-from conftest import BUNDLED, DATA, ROOT, FakeEmbedder, make_settings
+from conftest import DATA, ROOT, FakeEmbedder, make_settings
 
 CORPUS = DATA / "corpus"
 SECRET = "ZEBRAFISH-7731 root:x:0:0 the outside secret"

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from rag.errors import LLMUnavailable
-from rag.llm import LLMReply, ask_llm, build_messages
+from rag.errors import LLMUnavailable, SpanError
+from rag.llm import LLMReply, ask_llm, build_messages, check_reply
 from rag.records import Chunk, Hit
 from rag.settings import LLMSettings
 
@@ -327,3 +327,33 @@ def test_sentence_joining_passage_sentences_cites_each(openai_stub: OpenAIStub, 
     assert [c.quote for c in reply.citations] == [FATALITIES, REMAINS, f"{FATALITIES} {year_ago}"]
     for citation in reply.citations:
         assert SOURCE[citation.start:citation.end] == citation.quote
+
+
+# --- the one span checker ------------------------------------------------------------------------------
+
+def test_a_citation_past_its_passage_is_a_span_error_not_an_assertion(openai_stub: OpenAIStub,
+                                                                      settings: LLMSettings) -> None:
+    """A passage whose text runs past the end its offsets claim (a malformed Hit): the model's sentence is
+    supported by that text, but the citation would lie outside the passage, so the one checker in
+    rag.citations refuses it with the library's SpanError (once an AssertionError, or nothing at all)."""
+    hit = HITS[0]
+    short = replace(hit, chunk=replace(hit.chunk, end=hit.chunk.start + hit.chunk.text.index(FATALITIES)))
+    with pytest.raises(SpanError, match=r"^A citation of 000_258bcc79047f2b9b-01 is not an exact span of its "
+                                        r"source; the answer was withheld\. Please report this with the question\.$"):
+        check_reply("Kiev has recorded 55,000 military fatalities [1].", [short, HITS[1]])
+    openai_stub.content = "Kiev has recorded 55,000 military fatalities [1]."
+    with pytest.raises(SpanError):
+        ask_llm(QUESTION, [short], settings)
+    assert [c.quote for c in check_reply(openai_stub.content, HITS).citations] == [FATALITIES]
+
+
+def test_figures_and_words_are_matched_in_their_normalised_form(openai_stub: OpenAIStub,
+                                                                settings: LLMSettings) -> None:
+    """A passage that writes a figure in fullwidth digits or a word with a ligature supports a reply that
+    writes them plainly (both are compared as NFKC, as BM25 reads them); the quote stays the source's own."""
+    text = "Kiev has recorded ５５,０００ military ﬁgures of fatalities since February 2022."
+    chunk = Chunk("wide#0", "wide", 100, 100 + len(text), text)
+    hit = Hit(1, chunk, "Wide", "wide.txt", 1.0)
+    reply = check_reply("Kiev has recorded 55,000 military figures of fatalities [1].", [hit])
+    assert [(c.quote, c.start, c.end) for c in reply.citations] == [(text, 100, 100 + len(text))]
+    assert reply.removed == ()

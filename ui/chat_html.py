@@ -11,7 +11,7 @@ import re
 from typing import Iterable, Mapping, Sequence
 from urllib.parse import urlsplit
 
-from rag import Answer, Citation, Document, Hit
+from rag import Answer, Citation, Document, Hit, quote_in_passage
 
 STYLE = """<style>
 .rag-question, .rag-answer { white-space: pre-wrap; overflow-wrap: anywhere; }
@@ -97,13 +97,11 @@ def _metadata(metadata: Mapping[str, str]) -> str:
 
 
 def _passage_for(citation: Citation, passages: Sequence[Hit]) -> Hit | None:
-    """The retrieved passage holding the quoted span: its own chunk first, else any of the same article."""
-    def holds(hit: Hit) -> bool:
-        c = hit.chunk
-        return c.doc_id == citation.doc_id and c.start <= citation.start and citation.end <= c.end
-
-    own = [h for h in passages if h.chunk.chunk_id == citation.chunk_id and holds(h)]
-    return (own or [h for h in passages if holds(h)] or [None])[0]
+    """The retrieved passage holding the quoted span, word for word: its own chunk first, else any of the same
+    article."""
+    holding = [h for h in passages if quote_in_passage(citation, h)]
+    own = [h for h in holding if h.chunk.chunk_id == citation.chunk_id]
+    return (own or holding or [None])[0]
 
 
 def _quote_html(citation: Citation) -> str:
@@ -133,8 +131,7 @@ def citation_card_html(turn: int, citation: Citation, passages: Sequence[Hit]) -
     inside it) marked, the reader's confidence."""
     hit = _passage_for(citation, passages)
     mark = f'<mark class="rag-quote">{_quote_html(citation)}</mark>'
-    if hit is not None and hit.chunk.text[citation.start - hit.chunk.start:citation.end - hit.chunk.start] \
-            == citation.quote:
+    if hit is not None:
         text, lo, hi = hit.chunk.text, citation.start - hit.chunk.start, citation.end - hit.chunk.start
         passage = f"{esc(text[:lo])}{mark}{esc(text[hi:])}"
     else:
