@@ -247,6 +247,7 @@ def test_a_failed_span_check_is_an_error_row_and_the_batch_goes_on(untouched: ra
     real = rag.engine.load_answer_reader
     monkeypatch.setattr(rag.engine, "load_answer_reader", lambda setting: SpanPastItsSentence(real(setting), "venue"))
     monkeypatch.setattr(rag.engine, "_ENGINES", {})
+    monkeypatch.setattr(rag.engine, "_SERVED", {})
     questions = tmp_path / "questions.jsonl"
     questions.write_text("\n".join(BATCH) + "\n", encoding="utf-8")
     rows = batch_rows(ok(run("ask", "--batch", questions, *paths(untouched))).stdout)
