@@ -55,9 +55,15 @@ def indexed(root: Path, *files: Path, **sections: dict) -> rag.Settings:
 
 
 @pytest.fixture(scope="session")
-def bundled_index(tmp_path_factory: pytest.TempPathFactory) -> rag.Settings:
+def bundled_folder(tmp_path_factory: pytest.TempPathFactory) -> rag.Settings:
     """The bundled archive indexed once with the real model (read-only for tests: copy it to change it)."""
     return indexed(tmp_path_factory.mktemp("bundled"), BUNDLED)
+
+
+@pytest.fixture(scope="session")
+def bundled_index(bundled_folder: rag.Settings) -> rag.Settings:
+    """The bundled index in the folder store (test modules that run against both stores override this)."""
+    return bundled_folder
 
 
 @pytest.fixture(scope="session")
@@ -153,3 +159,19 @@ def pg_url() -> str:
 def on_postgres(settings: rag.Settings, url: str, namespace: str, **store: object) -> rag.Settings:
     """The same settings with the index in the PostgreSQL database `url`, under its own namespace."""
     return settings.update("store", backend="postgres", url=url, namespace=namespace, **store)
+
+
+@pytest.fixture(scope="session")
+def bundled_postgres(bundled_folder: rag.Settings, pg_url: str) -> rag.Settings:
+    """The bundled archive indexed with the real model into the PostgreSQL store (read-only for tests)."""
+    settings = on_postgres(bundled_folder, pg_url, "bundled")
+    rag.build_index(settings)
+    return settings
+
+
+STORES = ["folder", "postgres"]
+
+
+def bundled_in(request: pytest.FixtureRequest) -> rag.Settings:
+    """For a module that runs its tests against both stores: the bundled index in the store of this param."""
+    return request.getfixturevalue("bundled_folder" if request.param == "folder" else "bundled_postgres")

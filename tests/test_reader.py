@@ -19,7 +19,19 @@ from rag.reader.features import PairEncoder, best_span, token_span
 from rag.reader.runtime import CARD_FILE, MODEL_DIR, MODEL_FILE, Reader, load_reader
 from rag.reader.train import auroc, best_threshold, decision_curve, platt
 
-from conftest import BUNDLED, DATA, make_settings
+from conftest import BUNDLED, DATA, make_settings, STORES, bundled_in
+
+
+# Every test here runs against both stores: the folder index and the same archive in PostgreSQL.
+@pytest.fixture(scope="module", params=STORES)
+def bundled_index(request: pytest.FixtureRequest) -> rag.Settings:
+    return bundled_in(request)
+
+
+@pytest.fixture(scope="module")
+def engine(bundled_index: rag.Settings) -> rag.Engine:
+    return rag.get_engine(bundled_index)
+
 
 runner = CliRunner()
 SQUAD = DATA / "query" / "squad_tiny.json"
@@ -135,17 +147,17 @@ def test_a_damaged_or_missing_reader_is_refused_with_the_fix(reader_copy: Path) 
 
 
 @pytest.mark.slow
-def test_a_damaged_reader_is_one_line_from_the_cli(bundled_index: rag.Settings, reader_copy: Path,
+def test_a_damaged_reader_is_one_line_from_the_cli(bundled_folder: rag.Settings, reader_copy: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     (reader_copy / MODEL_FILE).write_bytes(b"not a model")
     monkeypatch.setenv("RAG_ANSWER_READER", str(reader_copy))
-    result = run("ask", "How many sets of remains were returned?", "--index", bundled_index.paths.index,
-                 "--corpus", bundled_index.paths.corpus)
+    result = run("ask", "How many sets of remains were returned?", "--index", bundled_folder.paths.index,
+                 "--corpus", bundled_folder.paths.corpus)
     assert result.exit_code == 1 and result.stdout == ""
     assert result.stderr.startswith("error: Reader file ") and "rag reader train" in result.stderr
     assert len(result.stderr.splitlines()) == 1
     monkeypatch.setenv("RAG_ANSWER_READER", str(reader_copy / "nowhere"))
-    result = run("ask", "How many sets of remains were returned?", "--index", bundled_index.paths.index)
+    result = run("ask", "How many sets of remains were returned?", "--index", bundled_folder.paths.index)
     assert result.exit_code == 1 and "answer.reader names" in result.stderr and "'off'" in result.stderr
 
 

@@ -15,7 +15,19 @@ from rag.index import BM25_DIR, live_generation, read_manifest
 from rag.lexical import Lexical
 from rag.retrieval import fuse, near_duplicate
 
-from conftest import BUNDLED, DATA, FakeEmbedder, corpus_of, make_settings
+from conftest import BUNDLED, DATA, FakeEmbedder, corpus_of, make_settings, STORES, bundled_in
+
+
+# Every test here runs against both stores: the folder index and the same archive in PostgreSQL.
+@pytest.fixture(scope="module", params=STORES)
+def bundled_index(request: pytest.FixtureRequest) -> rag.Settings:
+    return bundled_in(request)
+
+
+@pytest.fixture(scope="module")
+def engine(bundled_index: rag.Settings) -> rag.Engine:
+    return rag.get_engine(bundled_index)
+
 
 WIRE = DATA / "query" / "wire.jsonl"
 RECORDS = [json.loads(line) for line in WIRE.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -327,9 +339,9 @@ def test_rrf_fusion_is_a_setting_with_its_own_engine(engine: Engine, bundled_ind
 
 
 @pytest.mark.slow
-def test_bm25_is_loaded_from_the_index_not_rebuilt(bundled_index: rag.Settings,
+def test_bm25_is_loaded_from_the_index_not_rebuilt(bundled_folder: rag.Settings,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    gen = live_generation(bundled_index.paths.index)
+    gen = live_generation(bundled_folder.paths.index)
     assert (gen / BM25_DIR).is_dir()
     assert any(name.startswith(BM25_DIR + "/") for name in read_manifest(gen).files)
     loads = []
@@ -344,7 +356,7 @@ def test_bm25_is_loaded_from_the_index_not_rebuilt(bundled_index: rag.Settings,
 
     monkeypatch.setattr(Lexical, "load", classmethod(counting_load))
     monkeypatch.setattr(Lexical, "build", classmethod(no_build))
-    fresh = Engine(bundled_index)
+    fresh = Engine(bundled_folder)
     for query in ("nuclear treaty", "Crocus Expo", "Zelensky poll trust", "zzqx-unknown-term"):
         assert fresh.search(query, 3)
     fresh.ask("What does the New START treaty limit?")
