@@ -302,7 +302,6 @@ def test_cited_answer_links_markers_to_source_cards(monkeypatch: pytest.MonkeyPa
     cards = re.findall(r'<div class="rag-card" id="src-1-(\d+)">', sources)
     assert cards == [str(c.n) for c in answer.citations]  # citation order
     first = answer.citations[0]
-    hit = next(h for h in answer.passages if h.chunk.chunk_id == first.chunk_id)
     assert "National Aviation Infrastructure Show" in first.quote
     assert f'<span class="rag-num">[{first.n}]</span>{chat_html.esc(first.title)}</div>' in sources
     assert (f'<div class="rag-meta">{first.source}, chars {first.start}–{first.end} · '
@@ -313,6 +312,23 @@ def test_cited_answer_links_markers_to_source_cards(monkeypatch: pytest.MonkeyPa
     caption = [t for t in texts(at.caption) if t.startswith("Answer 1")]
     assert caption and caption[0].startswith(f"Answer 1 · extractive · reader confidence {answer.confidence:.0%} · "
                                              f"{len(answer.passages)} passages · ")
+
+
+@pytest.mark.slow
+def test_the_chat_serves_an_archive_in_postgresql(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                   bundled_postgres: rag.Settings) -> None:
+    pg = bundled_postgres.store
+    # no index folder at all: only the database can serve this chat
+    at = run(app_for(monkeypatch, bundled_postgres.paths.corpus, tmp_path / "no-index-here",
+                     RAG_STORE_BACKEND="postgres", RAG_STORE_URL=pg.url, RAG_STORE_NAMESPACE=pg.namespace))
+    status = rag.index_status(bundled_postgres)
+    assert status.store_backend == "postgres" and not at.error
+    assert [m.value for m in at.sidebar.metric] == [str(status.documents), str(status.chunks)]
+    ask(at, AVIATION)
+    answer = last_answer(at)
+    expected = rag.ask(AVIATION, settings=bundled_postgres)
+    assert (answer.text, answer.citations) == (expected.text, expected.citations) and answer.citations
+    assert not (tmp_path / "no-index-here").exists()
 
 
 @pytest.mark.slow

@@ -284,7 +284,7 @@ with st.sidebar:
 
     st.header("Search")
     try:
-        documents = indexed_documents((str(settings.paths.index), status.built_at, status.documents, status.chunks),
+        documents = indexed_documents((status.path, status.built_at, status.documents, status.chunks),
                                       engine)
     except Exception as exc:  # noqa: BLE001 - the library's errors say what to do; others are logged
         documents = []
