@@ -401,9 +401,16 @@ def ui_cmd(corpus: Optional[Path] = CorpusOpt, index: Optional[Path] = IndexOpt,
         status = rag.index_status(settings)
         if not status.ready or status.corpus_changed or status.settings_changed:
             _echo("Building the index first ...", err=True)
-            report = rag.build_index(settings, warn=_warn)
-            _echo(f"Indexed {report.documents} articles ({report.chunks_embedded} chunks embedded, "
-                  f"{report.chunks_reused} reused).", err=True)
+            try:
+                report = rag.build_index(settings, warn=_warn)
+            except rag.IndexLocked:
+                if not status.ready:  # nothing to serve until that build finishes
+                    raise
+                # another instance or an ingest worker is building: serve the live index, follow the new one
+                _echo("Another build is running; serving the live index until it finishes.", err=True)
+            else:
+                _echo(f"Indexed {report.documents} articles ({report.chunks_embedded} chunks embedded, "
+                      f"{report.chunks_reused} reused).", err=True)
         env = dict(os.environ, RAG_CORPUS=str(settings.paths.corpus.resolve()),
                    RAG_INDEX=str(settings.paths.index.resolve()))
         cmd = [sys.executable, "-m", "streamlit", "run", str(app_file), "--server.address", host,

@@ -19,6 +19,7 @@ from typing import Callable, Iterator
 import pytest
 
 import rag
+from rag.index import build_lock
 from conftest import make_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -323,3 +324,19 @@ def test_streamlit_is_imported_only_in_ui() -> None:
             names = ([a.name for a in node.names] if isinstance(node, ast.Import)
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             assert not any(n.split(".")[0] == "streamlit" for n in names), f"{path.relative_to(ROOT)} imports streamlit"
+
+
+@linux_only
+@pytest.mark.slow
+def test_a_second_instance_serves_the_live_index_while_another_builds(served_copy: rag.Settings,
+                                                                      serve: Callable[..., Served]) -> None:
+    """Several app instances share one index: one that finds the corpus changed while another process holds the
+    build lock serves the live index instead of failing."""
+    (served_copy.paths.corpus / "later.txt").write_text("A later headline about the harbour cranes\n\nThe harbour "
+                                                         "bought three cranes on Monday.\n", encoding="utf-8")
+    assert rag.index_status(served_copy).corpus_changed == ["later.txt"]
+    with build_lock(served_copy.paths.index):
+        served = serve(rag_command(), served_copy, clean_env())
+        served.wait_page()
+    assert "Another build is running; serving the live index" in served.log.read_text(errors="replace")
+    served.stop_with(signal.SIGTERM)
