@@ -593,6 +593,11 @@ class PostgresStore(Store):
         if bad_docs or bad_dims:
             raise IndexCorrupt(f"Index {snapshot.where} has {bad_docs} chunks without their document and {bad_dims} "
                                f"vectors of the wrong dimension. {REBUILD}")
+        recorded = snapshot.manifest.documents
+        for doc_id, digest, lo, hi in snapshot._rows("SELECT doc_id, hash, chunk_lo, chunk_hi FROM {docs}"):
+            if recorded.get(doc_id) != {"hash": digest, "chunks": [lo, hi]}:
+                raise IndexCorrupt(f"Article {doc_id!r} in {snapshot.where} does not match the manifest's record of "
+                                   f"it (content hash or chunk rows). {REBUILD}")
 
     def check_writable(self) -> None:
         def prepare(conn: psycopg.Connection) -> None:

@@ -99,7 +99,7 @@ def verify_index(settings: Settings) -> dict[str, Any]:
         gen = store.open_live(model_identity(settings.embedding.model)[0], settings.embedding.backend)
         try:
             checked = "every checksum matches" if store.backend == "folder" else \
-                "counts, rows and vector dimensions agree with the manifest"
+                "counts, rows, vector dimensions and article hashes agree with the manifest"
             return {"ok": True, "generation": gen.name, **asdict(gen.manifest.counts),
                     "dimension": gen.manifest.dimension, "store": store.backend, "checked": checked}
         finally:

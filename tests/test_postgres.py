@@ -290,6 +290,12 @@ def test_a_damaged_or_foreign_store_is_refused(tmp_path: Path, pg_url: str) -> N
         rag.verify_index(settings)
     rag.build_index(settings, embedder=FakeEmbedder(), full=True)
     rag.Engine(settings, embedder=FakeEmbedder()).close()
+    with psycopg.connect(pg_url, autocommit=True) as conn:  # an edited row that keeps every count right
+        schema = conn.execute(f'SELECT schema FROM "{ns}".generations WHERE state = %s', ("live",)).fetchone()[0]
+        conn.execute(f"UPDATE \"{schema}\".docs SET hash = 'edited' WHERE row = 0")
+    with pytest.raises(rag.IndexCorrupt, match="does not match the manifest's record"):
+        rag.verify_index(settings)
+    rag.build_index(settings, embedder=FakeEmbedder(), full=True)
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute(f"UPDATE \"{ns}\".info SET value = '0' WHERE key = 'format'")
     refused(settings, rag.IndexMismatch, "schema format '0'; this version reads format 1")
