@@ -200,18 +200,15 @@ class Engine:
         return gen, query, hits, vector
 
     def search(self, query: str, k: int | None = None, doc_ids: Sequence[str] | None = None,
-               since: str | None = None, until: str | None = None, settings: Settings | None = None) -> list[Hit]:
-        """The best passages for `query` (retrieval settings from `settings`, else the engine's)."""
-        s = settings or self.settings
-        return self._retrying(lambda: self._hits(query, k, doc_ids, since, until, {}, s)[2])
+               since: str | None = None, until: str | None = None) -> list[Hit]:
+        """The best passages for `query`."""
+        return self._retrying(lambda: self._hits(query, k, doc_ids, since, until, {}, self.settings)[2])
 
     def ask(self, question: str, k: int | None = None, doc_ids: Sequence[str] | None = None,
             since: str | None = None, until: str | None = None, mode: str | None = None,
-            id: str | None = None, settings: Settings | None = None) -> Answer:
-        """An answer built from the archive's passages, with exact-span citations, or an abstention (retrieval,
-        answer and language-model settings from `settings`, else the engine's)."""
-        s = settings or self.settings
-        return self._retrying(lambda: self._ask(question, k, doc_ids, since, until, mode, id, s))
+            id: str | None = None) -> Answer:
+        """An answer built from the archive's passages, with exact-span citations, or an abstention."""
+        return self._retrying(lambda: self._ask(question, k, doc_ids, since, until, mode, id, self.settings))
 
     def _ask(self, question: str, k: int | None, doc_ids: Sequence[str] | None, since: str | None,
              until: str | None, mode: str | None, id: str | None, s: Settings) -> Answer:

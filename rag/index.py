@@ -16,7 +16,7 @@ import re
 import shutil
 import sqlite3
 import threading
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
@@ -532,24 +532,8 @@ class FolderStore(Store):
         if pointer.is_symlink() or pointer.exists() and not pointer.is_file():
             raise IndexCorrupt(pointer_problem(pointer))
 
-    @contextmanager
-    def build_lock(self) -> Iterator[None]:
-        """Hold the index folder's build lock; IndexLocked at once if another build holds it."""
-        root = self.root
-        root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(root / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
-                raise IndexLocked(f"Index {root} is locked: a build is already running (pid {holder}). "
-                                  "Wait for it to finish; queries keep using the live index meanwhile.") from None
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, str(os.getpid()).encode(), 0)
-            yield
-        finally:
-            os.close(fd)  # closing releases the lock; a killed process releases it too
+    def build_lock(self) -> AbstractContextManager[None]:
+        return build_lock(self.root)
 
     def writer(self, name: str, settings: "Settings", dimension: int) -> FolderWriter:
         return FolderWriter(self.root, name, settings, dimension)
@@ -563,8 +547,20 @@ class FolderStore(Store):
                 path.unlink(missing_ok=True)
 
 
-def build_lock(root: Path):  # type: ignore[no-untyped-def]
-    """The build lock of the index folder `root` (see FolderStore.build_lock)."""
-    from .settings import Settings
-
-    return FolderStore(Settings().with_paths(index=root)).build_lock()
+@contextmanager
+def build_lock(root: Path) -> Iterator[None]:
+    """Hold the index folder's build lock; IndexLocked at once if another build holds it."""
+    root.mkdir(parents=True, exist_ok=True)
+    fd = os.open(root / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
+            raise IndexLocked(f"Index {root} is locked: a build is already running (pid {holder}). "
+                              "Wait for it to finish; queries keep using the live index meanwhile.") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock; a killed process releases it too

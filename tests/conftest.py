@@ -168,10 +168,3 @@ def bundled_postgres(bundled_folder: rag.Settings, pg_url: str) -> rag.Settings:
     rag.build_index(settings)
     return settings
 
-
-STORES = ["folder", "postgres"]
-
-
-def bundled_in(request: pytest.FixtureRequest) -> rag.Settings:
-    """For a module that runs its tests against both stores: the bundled index in the store of this param."""
-    return request.getfixturevalue("bundled_folder" if request.param == "folder" else "bundled_postgres")

@@ -15,18 +15,13 @@ from rag.answer import (ABSTAIN_TEXT, SpanError, check_citation, compose, expect
 from rag.engine import Engine
 from rag.records import Chunk, Citation, Hit
 
-from conftest import DATA, indexed, STORES, bundled_in
+from conftest import DATA, indexed
 
 
-# Every test here runs against both stores: the folder index and the same archive in PostgreSQL.
-@pytest.fixture(scope="module", params=STORES)
-def bundled_index(request: pytest.FixtureRequest) -> rag.Settings:
-    return bundled_in(request)
-
-
-@pytest.fixture(scope="module")
-def engine(bundled_index: rag.Settings) -> rag.Engine:
-    return rag.get_engine(bundled_index)
+try:  # every test here runs against both stores: the folder index and the same archive in PostgreSQL
+    from both_stores import bundled_in_both_stores, engine_in_both_stores  # noqa: F401 (the fixtures)
+except ImportError:  # --import-mode=importlib
+    from tests.both_stores import bundled_in_both_stores, engine_in_both_stores  # noqa: F401
 
 
 try:

@@ -19,18 +19,13 @@ from rag.reader.features import PairEncoder, best_span, token_span
 from rag.reader.runtime import CARD_FILE, MODEL_DIR, MODEL_FILE, Reader, load_reader
 from rag.reader.train import auroc, best_threshold, decision_curve, platt
 
-from conftest import BUNDLED, DATA, make_settings, STORES, bundled_in
+from conftest import BUNDLED, DATA, make_settings
 
 
-# Every test here runs against both stores: the folder index and the same archive in PostgreSQL.
-@pytest.fixture(scope="module", params=STORES)
-def bundled_index(request: pytest.FixtureRequest) -> rag.Settings:
-    return bundled_in(request)
-
-
-@pytest.fixture(scope="module")
-def engine(bundled_index: rag.Settings) -> rag.Engine:
-    return rag.get_engine(bundled_index)
+try:  # every test here runs against both stores: the folder index and the same archive in PostgreSQL
+    from both_stores import bundled_in_both_stores, engine_in_both_stores  # noqa: F401 (the fixtures)
+except ImportError:  # --import-mode=importlib
+    from tests.both_stores import bundled_in_both_stores, engine_in_both_stores  # noqa: F401
 
 
 runner = CliRunner()
