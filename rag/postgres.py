@@ -51,6 +51,8 @@ _NAMESPACE = re.compile(r"[a-z_][a-z0-9_]{0,19}")
 
 def safe_url(url: str) -> str:
     """The connection URL without its password, for messages."""
+    if "://" not in url:  # a key=value connection string: "host=db password=secret"
+        return re.sub(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", r"\1***", url)
     try:
         parts = urlsplit(url)
     except ValueError:

@@ -256,6 +256,10 @@ def test_each_connection_fault_gets_one_message_naming_the_fix(tmp_path: Path, p
     wrong = on_postgres(base, pg_url.replace(parts["password"], "not-the-password"), "rag")
     message = refused(wrong, rag.StoreUnavailable, "refused the user name or password")
     assert "not-the-password" not in message
+    keywords = on_postgres(base, f"host=127.0.0.1 port={parts['port']} dbname=rag user=rag password=not-the-password",
+                           "rag")  # the key=value form of a connection string
+    message = refused(keywords, rag.StoreUnavailable, "refused the user name or password")
+    assert "not-the-password" not in message and "password=***" in message
     missing = on_postgres(base, pg_url.rsplit("/", 1)[0] + "/nosuchdb", "rag")
     refused(missing, rag.StoreUnavailable, "database does not exist. Create it")
     with pytest.raises(rag.SettingsError, match="RAG_STORE_URL"):
