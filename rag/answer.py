@@ -23,11 +23,15 @@ from .question import expected_type, type_match
 from .records import Citation, Hit
 from .text import content_terms, words
 
-__all__ = ["ABSTAIN_TEXT", "Candidate", "Decision", "SpanError", "check_citation", "compose", "decide",
-           "expected_type", "read", "score_sentences", "select", "type_match", "unknown_names"]
+__all__ = ["ABSTAIN_TEXT", "UNSURE_TEXT", "Candidate", "Decision", "SpanError", "check_citation", "closest",
+           "closest_citations", "compose", "decide", "expected_type", "read", "score_sentences", "select",
+           "type_match", "unknown_names"]
 
 ABSTAIN_TEXT = ("The archive does not answer this question: no passage is close enough to it. "
                 "The closest passages are listed below.")
+# With the reader: on-topic sentences exist, but none answers clearly enough to quote as the answer.
+UNSURE_TEXT = ("The archive does not clearly answer this question: no sentence answers it surely enough to quote. "
+               "The sentences closest to answering it are listed below for you to check; they are not citations.")
 
 # How a sentence's first-stage evidence mixes its meaning match (cosine) and the share of the question's
 # weighted terms it contains. With the reader off, the abstention threshold applies to this score.
@@ -44,6 +48,10 @@ _NAME = re.compile(r"(?<=\w[\s,;:(])[\s\"“‘'(]*([A-Z][\w’'-]+)")
 RUNNER_UP = 0.75
 # With the reader, a sentence from another article joins the best one when the reader trusts it nearly as much.
 SECOND_SOURCE = 0.85
+# When the reader abstains, up to this many sentences it judged closest to answering are shown (not cited),
+# those it gives at least this confidence: below it, a sentence is off the question's topic.
+CLOSEST = 3
+CLOSEST_FLOOR = 0.1
 
 # A quote whose speaker is only a pronoun ("He added that ...", "“...,” she said"): the sentence before it that
 # names someone joins the quote.
@@ -208,6 +216,32 @@ def decide(judged_parts: Sequence[tuple[str, Sequence[Candidate]]], threshold: f
     chosen = chosen[:max_sentences]
     return Decision(tuple(chosen), not chosen, best_confidence,
                     tuple(missing) if chosen and len(judged_parts) > 1 else ())
+
+
+def closest(judged_parts: Sequence[tuple[str, Sequence[Candidate]]], limit: int = CLOSEST,
+            floor: float = CLOSEST_FLOOR) -> list[Candidate]:
+    """The sentences the reader trusts most over every part of the question, each once, best first: what an
+    abstention shows for the user to check."""
+    seen: set[tuple[str, int]] = set()
+    out: list[Candidate] = []
+    for c in sorted((c for _, judged in judged_parts for c in judged), key=lambda c: -(c.confidence or 0.0)):
+        key = (c.hit.chunk.doc_id, c.start)
+        if (c.confidence or 0.0) < floor or len(out) >= limit:
+            break
+        if key not in seen:
+            seen.add(key)
+            out.append(c)
+    return out
+
+
+def closest_citations(chosen: Sequence[Candidate]) -> list[Citation]:
+    """Exact spans of the closest sentences, numbered in order (checked like citations, shown as none); no answer
+    span, since none of them was trusted to hold the answer."""
+    out = []
+    for n, c in enumerate(chosen, 1):
+        check_quote(c.hit, c.start, c.end, c.quote, f"The closest sentence {n}")
+        out.append(cite(n, c.hit, c.start, c.end, None, c.confidence))
+    return out
 
 
 def short_title(title: str, limit: int = 90) -> str:

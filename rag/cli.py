@@ -300,7 +300,12 @@ def _print_answer(answer: rag.Answer) -> None:
             meta = ", ".join(f"{k}: {v}" for k, v in c.metadata.items() if k in ("publisher", "date", "url"))
             _echo(f"[{c.n}] {c.title} ({c.source}:{c.start}-{c.end}{'; ' + meta if meta else ''})")
             _echo(f"    “{c.quote}”")
-    elif answer.passages:
+    if answer.closest:
+        _echo("\nClosest sentences (not citations: none answers clearly enough):")
+        for c in answer.closest:
+            _echo(f"({c.n}) {c.title} ({c.source}:{c.start}-{c.end}) answer confidence {c.confidence or 0.0:.0%}")
+            _echo(f"    “{c.quote}”")
+    if not answer.citations and answer.passages:
         _echo("\nClosest passages:")
         for h in answer.passages:
             _echo(f"[{h.rank}] {h.title} ({h.source}:{h.chunk.start}-{h.chunk.end}) score {h.score:.3f}")

@@ -8,7 +8,8 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence, TypeVar
 
-from .answer import ABSTAIN_TEXT, compose, decide, read, score_sentences, select
+from .answer import (ABSTAIN_TEXT, UNSURE_TEXT, Candidate, closest, closest_citations, compose, decide, read,
+                     score_sentences, select)
 from .dates import date_filter as _check_date
 from .embedding import Embedder, load_embedder, model_identity
 from .errors import BadQuestion, GenerationGone, LLMUnavailable, RagError, SettingsError
@@ -224,6 +225,7 @@ class Engine:
         notices: list[str] = []
         readings: dict[str, float] = {}
         confidence = None
+        nearest: list[Candidate] = []  # with the reader, when it abstains: the sentences closest to answering
         if self.reader is None:
             scored = score_sentences(gen, text, vector, hits)  # type: ignore[arg-type]
             chosen = select(scored, a.max_sentences, a.abstain_threshold)
@@ -247,13 +249,18 @@ class Engine:
             chosen, abstained, confidence = list(decision.chosen), decision.abstained, decision.confidence
             notices += [f"The archive does not answer this part of the question: “{p}”"
                         for p in decision.unanswered_parts]
+            if abstained:
+                nearest = closest(judged)
             shown = {h.chunk.chunk_id for h in hits}
-            for c in chosen:  # a cited passage beyond the first k is shown too
+            for c in chosen + nearest:  # a cited (or closest) sentence's passage beyond the first k is shown too
                 if c.hit.chunk.chunk_id not in shown:
                     shown.add(c.hit.chunk.chunk_id)
                     hits.append(c.hit)
         timings["read_ms"] = (time.perf_counter() - t0) * 1000
-        answer_text, citations = (ABSTAIN_TEXT, []) if abstained else compose(chosen, gen)
+        if abstained:
+            answer_text, citations = (UNSURE_TEXT if nearest else ABSTAIN_TEXT), []
+        else:
+            answer_text, citations = compose(chosen, gen)
         used_mode = "extractive"
         if mode == "llm" and not abstained:
             try:
@@ -272,7 +279,8 @@ class Engine:
         timings["total_ms"] = (time.perf_counter() - began) * 1000
         return Answer(question=text, text=answer_text, abstained=abstained, citations=tuple(citations),
                       passages=tuple(hits), timings=timings, mode=used_mode, notices=tuple(notices), id=id,
-                      evidence=scored[0].score if scored else None, confidence=confidence, readings=readings)
+                      evidence=scored[0].score if scored else None, confidence=confidence, readings=readings,
+                      closest=tuple(closest_citations(nearest)))
 
 
 _SERVED: dict[tuple, Served] = {}

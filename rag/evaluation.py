@@ -118,7 +118,7 @@ def evaluate_qa(path: Path, settings: Settings, k: int = 5, engine: Engine | Non
     engine = engine or get_engine(settings)
     sources = _source_texts(settings)
     ranks: list[int | None] = []
-    first = supported = false_abstain = right_abstain = 0
+    first = supported = false_abstain = right_abstain = in_closest = 0
     n_answerable = n_unanswerable = 0
     citations = valid = 0
     latencies: list[float] = []
@@ -152,6 +152,8 @@ def evaluate_qa(path: Path, settings: Settings, k: int = 5, engine: Engine | Non
         quotes = [c.quote for c in answer.citations]
         is_supported = not answer.abstained and quotes_answer(groups, quotes)
         is_first = not answer.abstained and quotes_answer(groups, quotes[:1])
+        # abstained, but the answer is among the closest sentences shown for the user to check
+        shown = answer.abstained and bool(groups) and quotes_answer(groups, [c.quote for c in answer.closest])
         confidences.append(answer.confidence)
         answerable_flags.append(answerable)
         # what the top sentence would give if answered: right when its quote holds the answer
@@ -161,6 +163,7 @@ def evaluate_qa(path: Path, settings: Settings, k: int = 5, engine: Engine | Non
             first += is_first
             supported += is_supported
             false_abstain += answer.abstained
+            in_closest += shown
             if answer.evidence is not None:
                 scores_answerable.append(answer.evidence)
         else:
@@ -169,7 +172,7 @@ def evaluate_qa(path: Path, settings: Settings, k: int = 5, engine: Engine | Non
             if answer.evidence is not None:
                 scores_unanswerable.append(answer.evidence)
         per_question.append({"id": row.get("id"), "has_evidence": bool(evidence), "rank": rank, "abstained": answer.abstained,
-                             "supported": is_supported, "first_quote": is_first,
+                             "supported": is_supported, "first_quote": is_first, "answer_in_closest": shown,
                              "evidence_score": answer.evidence, "confidence": answer.confidence})
     n_ev = len(ranks) or 1
 
@@ -184,6 +187,8 @@ def evaluate_qa(path: Path, settings: Settings, k: int = 5, engine: Engine | Non
         "first_quote_accuracy": round(first / max(1, n_answerable), 4),
         "abstention_unanswerable": round(right_abstain / max(1, n_unanswerable), 4),
         "false_abstention": round(false_abstain / max(1, n_answerable), 4),
+        # of the answerable questions abstained on, the share whose answer a closest sentence shows
+        "answer_in_closest": round(in_closest / false_abstain, 4) if false_abstain else None,
         "citation_validity": round(valid / citations, 4) if citations else 1.0,
         "citations": citations,
         "latency_ms_p50": round(_percentile(latencies, 0.5), 2),
@@ -377,6 +382,8 @@ def format_report(report: dict[str, Any]) -> str:
     for key in ("hit@1", "hit@3", "hit@5", "mrr", "supported_accuracy", "first_quote_accuracy",
                 "abstention_unanswerable", "false_abstention", "citation_validity"):
         lines.append(f"  {key:<24} {report[key]:.3f}")
+    if report.get("answer_in_closest") is not None:
+        lines.append(f"  {'answer_in_closest':<24} {report['answer_in_closest']:.3f}  (of the false abstentions)")
     lines.append(f"  {'latency p50 / p95':<24} {report['latency_ms_p50']:.1f} / {report['latency_ms_p95']:.1f} ms")
     if report.get("reader") != "off" and report.get("calibration"):
         cal = report["calibration"]

@@ -287,6 +287,11 @@ def _markdown_answer(answer: Answer, heading: str) -> str:
     out += ["\n".join(_md_lines(answer.text)), ""]
     out += [f"*Notice: {_md(notice)}*\n" for notice in answer.notices]
     if answer.abstained:
+        if answer.closest:
+            out += ["### Closest sentences (not citations: none answers clearly enough)", ""]
+        for c in answer.closest:
+            src = _md_source(c.title, c.source, c.start, c.end, c.metadata)
+            out += [f"**({c.n})** {src}, answer confidence {c.confidence or 0.0:.0%}", "", _md_quote(c.quote), ""]
         if answer.passages:
             out += ["### Closest passages (not citations)", ""]
         for i, hit in enumerate(answer.passages, 1):

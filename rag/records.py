@@ -119,6 +119,9 @@ class Answer:
     evidence: float | None = None  # score of the best supporting sentence; compared with the abstain threshold
     confidence: float | None = None  # the reader's calibrated probability for the best sentence (reader on)
     readings: Mapping[str, float] = field(default_factory=dict)  # chunk_id -> best confidence of its sentences
+    # With the reader, when it abstains: the sentences it judged closest to answering, as exact spans for the
+    # user to check. Not citations: none was trusted enough to quote as the answer.
+    closest: tuple[Citation, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {}
@@ -133,6 +136,7 @@ class Answer:
             mode=self.mode,
             notices=list(self.notices),
             citations=[c.to_dict() for c in self.citations],
+            closest=[c.to_dict() for c in self.closest],
             passages=[h.to_dict() | ({"confidence": round(self.readings[h.chunk.chunk_id], 4)}
                                      if h.chunk.chunk_id in self.readings else {}) for h in self.passages],
             timings={k: round(v, 3) for k, v in self.timings.items()},

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import re
 import socket
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 import rag
-from rag.answer import (ABSTAIN_TEXT, SpanError, check_citation, compose, expected_type, type_match,
-                        unknown_names)
+from rag.answer import (ABSTAIN_TEXT, Candidate, SpanError, check_citation, closest, closest_citations, compose,
+                        expected_type, type_match, unknown_names)
 from rag.engine import Engine
 from rag.records import Chunk, Citation, Hit
 
@@ -91,6 +92,28 @@ TEXT = "Alpha one. Beta two is here. Gamma three."
 def hit_for(start: int, end: int, *, doc_id: str = "d", title: str = "A title", meta: dict | None = None) -> Hit:
     chunk = Chunk(f"{doc_id}#0", doc_id, start, end, TEXT[start:end])
     return Hit(1, chunk, title, "s.txt", 1.0, metadata=meta or {})
+
+
+def sentence(word: str, confidence: float, doc_id: str = "d") -> Candidate:
+    s = TEXT.index(word)
+    e = TEXT.index(".", s) + 1
+    return Candidate(hit_for(0, len(TEXT), doc_id=doc_id), s, e, TEXT[s:e], 0.5, 0.5, 0.5, 0.5, 0.0, False,
+                     confidence=confidence, span=(s, s + 4))
+
+
+def test_closest_takes_the_most_trusted_sentences_of_every_part_once_above_the_floor() -> None:
+    alpha, beta, gamma = sentence("Alpha", 0.3), sentence("Beta", 0.45), sentence("Gamma", 0.05)
+    other_beta = sentence("Beta", 0.2, doc_id="e")  # the same words in another article: its own sentence
+    parts_ = [("first part?", [alpha, gamma]), ("second part?", [beta, sentence("Alpha", 0.25), other_beta])]
+    assert closest(parts_) == [beta, alpha, other_beta]  # the second "Alpha" (0.25) is the same sentence
+    assert closest(parts_, limit=1) == [beta]
+    assert closest(parts_, floor=0.35) == [beta]
+    assert closest([("off topic?", [gamma])]) == []  # under the floor: nothing near enough to show
+    cited = closest_citations([beta, alpha])
+    assert [(c.n, c.quote, c.confidence, c.answer_span) for c in cited] == [
+        (1, "Beta two is here.", 0.45, None), (2, "Alpha one.", 0.3, None)]
+    with pytest.raises(SpanError):
+        closest_citations([replace(alpha, quote="Alpha one!")])
 
 
 def test_check_citation_accepts_only_exact_spans_inside_the_passage() -> None:
@@ -176,7 +199,7 @@ def test_unanswerable_questions_abstain_and_still_show_passages(engine: Engine, 
     assert answer.abstained
     assert answer.text == ABSTAIN_TEXT
     assert answer.text.startswith("The archive does not answer this question")
-    assert answer.citations == ()
+    assert answer.citations == () and answer.closest == ()  # off the archive's topics: nothing close to show
     assert len(answer.passages) == bundled_index.retrieval.k
     assert answer.confidence is not None and answer.confidence < bundled_index.answer.reader_threshold
     assert not MARKER.search(answer.text)

@@ -32,8 +32,9 @@ pytestmark = pytest.mark.slow  # every test here serves the real bundled index w
 WIRE = DATA / "query" / "wire.jsonl"
 REMAINS = "How many sets of Ukrainian remains were returned?"
 JAPAN = "Who is the prime minister of Japan?"
-TOP_KEYS = {"question", "answer", "abstained", "citations", "passages", "timings", "mode", "notices", "evidence",
-            "confidence"}
+UNSURE = "For how long did Israel and Iran trade missile fire before America joined in?"  # the reader is unsure
+TOP_KEYS = {"question", "answer", "abstained", "citations", "closest", "passages", "timings", "mode", "notices",
+            "evidence", "confidence"}
 CITATION_KEYS = {"n", "doc_id", "chunk_id", "title", "source", "start", "end", "quote", "answer_span"}
 PASSAGE_KEYS = {"rank", "doc_id", "chunk_id", "title", "source", "start", "end", "text", "score", "dense", "lexical"}
 READ = {"confidence"}  # the reader's confidence, on what it read
@@ -155,6 +156,20 @@ def test_ask_readable_abstention_lists_the_closest_passages(untouched: rag.Setti
     assert lines[0].startswith("The archive does not answer this question")
     assert lines[1:3] == ["", "Closest passages:"]
     assert [line.split("]")[0] for line in lines[3:]] == [f"[{n}" for n in range(1, untouched.retrieval.k + 1)]
+
+
+def test_ask_readable_unsure_lists_the_closest_sentences_then_passages(untouched: rag.Settings,
+                                                                        engine: rag.Engine) -> None:
+    answer = engine.ask(UNSURE)
+    assert answer.abstained and answer.closest  # what this test is about; see test_reader for the reasons
+    lines = ok(run("ask", UNSURE, *paths(untouched))).stdout.splitlines()
+    expected = [answer.text, "", "Closest sentences (not citations: none answers clearly enough):"]
+    for c in answer.closest:
+        expected += [f"({c.n}) {c.title} ({c.source}:{c.start}-{c.end}) answer confidence {c.confidence:.0%}",
+                     f"    “{c.quote}”"]
+    expected += ["", "Closest passages:"]
+    assert lines[:len(expected)] == expected
+    assert len(lines) == len(expected) + len(answer.passages)
 
 
 def test_search_readable(untouched: rag.Settings) -> None:

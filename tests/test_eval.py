@@ -138,6 +138,25 @@ def test_eval_readable_report(bundled_index: rag.Settings) -> None:
 
 
 @pytest.mark.slow
+def test_eval_counts_false_abstentions_whose_answer_a_closest_sentence_shows(bundled_index: rag.Settings,
+                                                                             tmp_path: Path) -> None:
+    unsure = "For how long did Israel and Iran trade missile fire before America joined in?"  # see test_reader
+    questions = tmp_path / "unsure.jsonl"
+    questions.write_text("\n".join(json.dumps(r) for r in [
+        {"id": "shown", "question": unsure, "groups": [["two-week"]]},
+        {"id": "not-shown", "question": unsure, "groups": [["fortnight"]]},  # not in the archive's wording
+        {"id": "off", "question": "What is the boiling point of water at sea level?"}]) + "\n", encoding="utf-8")
+    answer = rag.get_engine(bundled_index).ask(unsure)
+    assert answer.abstained and answer.closest  # what this test is about
+    report = report_of(run("eval", questions, "--json", *paths(bundled_index)))
+    assert report["false_abstention"] == 1.0 and report["abstention_unanswerable"] == 1.0
+    assert report["answer_in_closest"] == 0.5
+    assert [q["answer_in_closest"] for q in report["per_question"]] == [True, False, False]
+    lines = run("eval", questions, *paths(bundled_index)).stdout.splitlines()
+    assert "  answer_in_closest        0.500  (of the false abstentions)" in lines
+
+
+@pytest.mark.slow
 def test_eval_on_the_development_questions(bundled_index: rag.Settings) -> None:
     if not DEV_QA.exists():
         pytest.skip(f"development questions not found at {DEV_QA}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import datetime
 import json
 from pathlib import Path
@@ -329,6 +331,19 @@ def test_abstained_answers_cite_nothing(conversation: list[Answer], text: str) -
     md = export_answers([abstained], "markdown")
     assert "Abstained" in md and "### Sources" not in md and stray.quote not in md
     assert "### Closest passages (not citations)" in md and "> Category Archive : Russia" in md
+
+
+def test_the_closest_sentences_of_an_abstention_are_listed_but_never_exported_as_references(
+        conversation: list[Answer]) -> None:
+    near = replace(conversation[0].citations[0], confidence=0.31)
+    abstained = replace(answer("How many were killed in March?", abstained=True), closest=(near,))
+    for fmt in ("bibtex", "ris", "csl-json"):
+        assert export_answers([abstained], fmt) in ("", "[]", "[]\n")
+    md = export_answers([abstained], "markdown")
+    assert "### Closest sentences (not citations: none answers clearly enough)" in md
+    assert "**(1)** " in md and "answer confidence 31%" in md and "### Sources" not in md
+    assert md.index("### Closest sentences") < md.index("> In a France Info interview")
+    assert json.loads(export_answers([abstained], "json"))["closest"][0]["quote"] == near.quote
 
 
 # --- Markdown -------------------------------------------------------------------------------

@@ -201,9 +201,49 @@ def test_on_topic_questions_the_archive_cannot_answer_are_abstained_on(engine: r
                                                                        question: str) -> None:
     answer = engine.ask(question)
     assert answer.abstained, answer.text
-    assert answer.text == rag.answer.ABSTAIN_TEXT and not answer.citations
+    assert answer.text in (rag.answer.ABSTAIN_TEXT, rag.answer.UNSURE_TEXT) and not answer.citations
     assert answer.passages  # the closest passages are still shown
     assert answer.confidence is not None and answer.confidence < 0.5
+    assert all(c.confidence is not None and c.confidence < 0.5 for c in answer.closest)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("question", "answer_text"), [
+    # paraphrases the shipped reader is not sure enough of to quote: "PTSD" asked as "post-traumatic stress",
+    # "soldiers exposed to combat" as "troops who saw combat", "a US intervention" as "America joined in"
+    ("What fraction of Ukrainian troops who saw combat suffer from post-traumatic stress?", "two-thirds"),
+    ("For how long did Israel and Iran trade missile fire before America joined in?", "two-week"),
+])
+def test_an_unsure_reader_shows_the_closest_sentences_as_exact_spans_not_citations(
+        engine: rag.Engine, bundled_index: rag.Settings, question: str, answer_text: str) -> None:
+    answer = engine.ask(question)
+    if not answer.abstained:  # a better reader may answer it: then the answer must be quoted
+        assert any(answer_text in c.quote for c in answer.citations), answer.text
+        return
+    assert answer.text == rag.answer.UNSURE_TEXT and not answer.citations
+    assert 1 <= len(answer.closest) <= rag.answer.CLOSEST
+    assert [c.n for c in answer.closest] == list(range(1, len(answer.closest) + 1))
+    confidences = [c.confidence for c in answer.closest]
+    assert all(c is not None and rag.answer.CLOSEST_FLOOR <= c < bundled_index.answer.reader_threshold
+               for c in confidences)
+    assert confidences == sorted(confidences, reverse=True)  # type: ignore[type-var]
+    assert len({(c.doc_id, c.start) for c in answer.closest}) == len(answer.closest)
+    assert any(answer_text in c.quote for c in answer.closest)
+    shown = {h.chunk.chunk_id for h in answer.passages}
+    for c in answer.closest:
+        assert source(bundled_index, c)[c.start:c.end] == c.quote
+        assert c.answer_span is None  # none was trusted to hold the answer
+        assert c.chunk_id in shown  # its passage is listed, even past the first k
+    data = answer.to_dict()
+    assert [c["quote"] for c in data["closest"]] == [c.quote for c in answer.closest]
+    assert data["citations"] == []
+
+
+@pytest.mark.slow
+def test_an_off_topic_question_shows_no_closest_sentences(engine: rag.Engine) -> None:
+    answer = engine.ask("What is the boiling point of water at sea level?")
+    assert answer.abstained and answer.text == rag.answer.ABSTAIN_TEXT
+    assert answer.closest == () and answer.to_dict()["closest"] == []
 
 
 @pytest.mark.slow

@@ -47,6 +47,7 @@ chat_html = _load_ui_module("chat_html")
 
 AVIATION = "Where was the National Aviation Infrastructure Show held?"
 BOILING = "What is the boiling point of water at sea level?"
+UNSURE = "For how long did Israel and Iran trade missile fire before America joined in?"  # the reader is unsure
 ZORBLAND = "What did the Zorbland water festival print in its programme notes?"
 TRAM = "How long does the tram trip to Ostervik airport take?"
 BEACON = "How often does the restored Varnmouth beacon flash?"
@@ -362,6 +363,25 @@ def test_abstention_says_so_and_shows_closest_passages(monkeypatch: pytest.Monke
                if hit.chunk.chunk_id in answer.readings else f"retrieval rank {hit.rank}")
         assert f'{hit.source}, chars {hit.chunk.start}–{hit.chunk.end} · {how}</div>' in closest
     assert [b.key for b in at.download_button] == ["dl-1-markdown", "dl-1-json", "dl-all-markdown", "dl-all-json"]
+
+
+@pytest.mark.slow
+def test_an_unsure_answer_marks_the_closest_sentences_inside_their_passages(monkeypatch: pytest.MonkeyPatch,
+                                                                            bundled_index: rag.Settings) -> None:
+    at = ask(run(app_for(monkeypatch, bundled_index.paths.corpus, bundled_index.paths.index)), UNSURE)
+    answer = last_answer(at)
+    assert answer.abstained and answer.closest and not answer.citations  # see test_reader for why
+    assert one_body(at, 'class="rag-answer') == (
+        '<div class="rag-answer rag-abstained"><div class="rag-badge">No answer in the archive</div>\n'
+        f"{chat_html.esc(answer.text)}</div>")
+    closest = one_body(at, "Closest sentences (not citations: none answers clearly enough)")
+    assert closest.count('<div class="rag-card">') == len(answer.closest)
+    assert "rag-marker" not in closest and "rag-quote" not in closest and "rag-span" not in closest
+    for c in answer.closest:
+        assert f'<span class="rag-num">({c.n})</span>' in closest
+        assert f'<mark class="rag-closest">{chat_html.esc(c.quote)}</mark>' in closest
+        assert f"{c.source}, chars {c.start}–{c.end} · answer confidence {c.confidence:.0%}</div>" in closest
+    assert at.expander[0].label == f"All {len(answer.passages)} retrieved passages"
 
 
 @pytest.mark.slow

@@ -186,7 +186,7 @@ def show_answer_body(turn: dict[str, Any]) -> None:
     for notice in answer.notices:
         st.warning(md(notice), icon=":material/info:")
     st.html(sources_html(n, answer))
-    if answer.citations and len(answer.passages) > 0:
+    if (answer.citations or answer.closest) and len(answer.passages) > 0:
         with st.expander(f"All {len(answer.passages)} retrieved passages"):
             st.html("".join(passage_card_html(h, answer.readings.get(h.chunk.chunk_id)) for h in answer.passages))
     how = "language model" if answer.mode == "llm" else "extractive"

@@ -28,6 +28,8 @@ a.rag-marker { font-weight: 600; text-decoration: none; padding: 0 .1rem; }
 .rag-meta { font-size: .85rem; opacity: .75; overflow-wrap: anywhere; }
 .rag-passage { white-space: pre-wrap; overflow-wrap: anywhere; font-size: .92rem; margin-top: .35rem; }
 mark.rag-quote { background: rgba(255, 214, 10, .5); color: inherit; padding: 0 .1em; border-radius: .2em; }
+mark.rag-closest { background: rgba(140, 140, 140, .22); color: inherit; padding: 0 .1em; border-radius: .2em;
+                  border-bottom: 1px dashed rgba(140, 140, 140, .9); }
 mark.rag-span { background: rgba(255, 150, 0, .55); color: inherit; font-weight: 600; padding: 0;
   border-bottom: 2px solid #e8590c; }
 .rag-docs { list-style: none; padding-left: 0 !important; margin: 0; }
@@ -126,22 +128,34 @@ def confidence_text(confidence: float | None, hit: Hit | None) -> str:
     return "not among the passages"
 
 
-def citation_card_html(turn: int, citation: Citation, passages: Sequence[Hit]) -> str:
-    """Source card `citation.n`: title, file and span, metadata, the passage with the quote (and the answer
-    inside it) marked, the reader's confidence."""
+def _span_card_html(citation: Citation, passages: Sequence[Hit], number: str, mark_class: str, attrs: str = ""
+                    ) -> str:
     hit = _passage_for(citation, passages)
-    mark = f'<mark class="rag-quote">{_quote_html(citation)}</mark>'
+    inner = _quote_html(citation) if mark_class == "rag-quote" else esc(citation.quote)  # an answer only if cited
+    mark = f'<mark class="{mark_class}">{inner}</mark>'
     if hit is not None:
         text, lo, hi = hit.chunk.text, citation.start - hit.chunk.start, citation.end - hit.chunk.start
         passage = f"{esc(text[:lo])}{mark}{esc(text[hi:])}"
     else:
         passage = mark
     score = confidence_text(citation.confidence, hit)
-    return (f'<div class="rag-card" id="{anchor(turn, citation.n)}">'
-            f'<div class="rag-card-title"><span class="rag-num">[{citation.n}]</span>{esc(citation.title)}</div>'
+    return (f'<div class="rag-card"{attrs}>'
+            f'<div class="rag-card-title"><span class="rag-num">{number}</span>{esc(citation.title)}</div>'
             f'<div class="rag-meta">{esc(citation.source)}, chars {citation.start}–{citation.end} · {score}</div>'
             f"{_metadata(citation.metadata)}"
             f'<div class="rag-passage">{passage}</div></div>')
+
+
+def citation_card_html(turn: int, citation: Citation, passages: Sequence[Hit]) -> str:
+    """Source card `citation.n`: title, file and span, metadata, the passage with the quote (and the answer
+    inside it) marked, the reader's confidence."""
+    return _span_card_html(citation, passages, f"[{citation.n}]", "rag-quote", f' id="{anchor(turn, citation.n)}"')
+
+
+def closest_card_html(sentence: Citation, passages: Sequence[Hit]) -> str:
+    """A sentence the reader judged closest to answering when it abstained: marked inside its passage like a
+    quote, but numbered apart from citations ("(1)", never "[1]"), in a paler mark and with no answer span."""
+    return _span_card_html(sentence, passages, f"({sentence.n})", "rag-closest")
 
 
 def passage_card_html(hit: Hit, confidence: float | None = None) -> str:
@@ -162,6 +176,10 @@ def sources_html(turn: int, answer: Answer) -> str:
     if answer.citations:
         cards = "".join(citation_card_html(turn, c, answer.passages) for c in answer.citations)
         return f'<div class="rag-heading">Sources</div>{cards}'
+    if answer.closest:
+        cards = "".join(closest_card_html(c, answer.passages) for c in answer.closest)
+        return ('<div class="rag-heading">Closest sentences (not citations: none answers clearly enough)</div>'
+                f"{cards}")
     if answer.passages:
         cards = "".join(passage_card_html(h, answer.readings.get(h.chunk.chunk_id)) for h in answer.passages)
         return f'<div class="rag-heading">Closest passages (not citations)</div>{cards}'
