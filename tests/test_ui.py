@@ -372,7 +372,7 @@ def test_an_unsure_answer_marks_the_closest_sentences_inside_their_passages(monk
     answer = last_answer(at)
     assert answer.abstained and answer.closest and not answer.citations  # see test_reader for why
     assert one_body(at, 'class="rag-answer') == (
-        '<div class="rag-answer rag-abstained"><div class="rag-badge">No answer in the archive</div>\n'
+        '<div class="rag-answer rag-abstained"><div class="rag-badge">No clear answer in the archive</div>\n'
         f"{chat_html.esc(answer.text)}</div>")
     closest = one_body(at, "Closest sentences (not citations: none answers clearly enough)")
     assert closest.count('<div class="rag-card">') == len(answer.closest)
