@@ -131,8 +131,7 @@ def confidence_text(confidence: float | None, hit: Hit | None) -> str:
 def _span_card_html(citation: Citation, passages: Sequence[Hit], number: str, mark_class: str, attrs: str = ""
                     ) -> str:
     hit = _passage_for(citation, passages)
-    inner = _quote_html(citation) if mark_class == "rag-quote" else esc(citation.quote)  # an answer only if cited
-    mark = f'<mark class="{mark_class}">{inner}</mark>'
+    mark = f'<mark class="{mark_class}">{_quote_html(citation)}</mark>'
     if hit is not None:
         text, lo, hi = hit.chunk.text, citation.start - hit.chunk.start, citation.end - hit.chunk.start
         passage = f"{esc(text[:lo])}{mark}{esc(text[hi:])}"
