@@ -30,7 +30,7 @@ from .files import atomic_write_text, fsync_path, sha256_file
 from .lexical import Lexical
 from .manifest import FORMAT_VERSION, REBUILD, Manifest
 from .records import Chunk, Document
-from .store import Batch, DocRow, Snapshot, Store, Writer
+from .store import Batch, DocRow, Snapshot, Store, Writer, chunk_rows, document_filter
 from .vectors import VectorStore
 
 if TYPE_CHECKING:
@@ -318,19 +318,9 @@ class Generation(Snapshot):
     def allowed_rows(self, doc_ids: list[str] | None, since: str | None, until: str | None) -> np.ndarray | None:
         if not doc_ids and not since and not until:
             return None
-        clauses, args = [], []
-        if doc_ids:
-            clauses.append(f"doc_id IN ({','.join('?' * len(doc_ids))})")
-            args += list(doc_ids)
-        if since:
-            clauses.append("date IS NOT NULL AND date >= ?")
-            args.append(since)
-        if until:
-            clauses.append("date IS NOT NULL AND substr(date, 1, ?) <= ?")
-            args += [len(until), until]
-        ranges = self._db().execute(f"SELECT chunk_lo, chunk_hi FROM docs WHERE {' AND '.join(clauses)}", args)
-        parts = [np.arange(lo, hi, dtype=np.int64) for lo, hi in ranges]
-        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+        ids = list(doc_ids or [])
+        where, args = document_filter(doc_ids, since, until, "?", f"doc_id IN ({','.join('?' * len(ids))})", ids)
+        return chunk_rows(self._db().execute(f"SELECT chunk_lo, chunk_hi FROM docs WHERE {where}", args))
 
     def dense(self, vector: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         scores, ids = self.vectors.search(vector[None, :], k, allowed)

@@ -39,7 +39,7 @@ from .index import check_encoder, doc_columns, doc_from_row
 from .lexical import Lexical, top_k
 from .manifest import REBUILD, Manifest
 from .records import Chunk
-from .store import Batch, DocRow, Snapshot, Store, Writer
+from .store import Batch, DocRow, Snapshot, Store, Writer, chunk_rows, document_filter
 from .text import content_terms
 
 if TYPE_CHECKING:
@@ -288,19 +288,8 @@ class PostgresSnapshot(Snapshot):
     def allowed_rows(self, doc_ids: list[str] | None, since: str | None, until: str | None) -> np.ndarray | None:
         if not doc_ids and not since and not until:
             return None
-        clauses, args = [], []
-        if doc_ids:
-            clauses.append("doc_id = ANY(%s)")
-            args.append(list(doc_ids))
-        if since:
-            clauses.append("date IS NOT NULL AND date >= %s")
-            args.append(since)
-        if until:
-            clauses.append("date IS NOT NULL AND substr(date, 1, %s) <= %s")
-            args += [len(until), until]
-        ranges = self._rows("SELECT chunk_lo, chunk_hi FROM {docs} WHERE " + " AND ".join(clauses), args)
-        parts = [np.arange(lo, hi, dtype=np.int64) for lo, hi in ranges]
-        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+        where, args = document_filter(doc_ids, since, until, "%s", "doc_id = ANY(%s)", [list(doc_ids or [])])
+        return chunk_rows(self._rows("SELECT chunk_lo, chunk_hi FROM {docs} WHERE " + where, args))
 
     def dense(self, vector: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         k = max(1, min(k, self.size))

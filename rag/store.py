@@ -18,7 +18,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 import numpy as np
 
@@ -30,6 +30,28 @@ if TYPE_CHECKING:
 
 # An empty filter result: no chunk may be searched.
 NOTHING = np.zeros(0, dtype=np.int64)
+
+
+def document_filter(doc_ids: list[str] | None, since: str | None, until: str | None, mark: str, ids_clause: str,
+                    ids_args: list[Any]) -> tuple[str, list[Any]]:
+    """The SQL condition (and its arguments) on a docs table of (doc_id, date) that the filters select, for a
+    dialect whose parameter mark is `mark`; `ids_clause` with `ids_args` tests doc_id against `doc_ids` in that
+    dialect. A date passes `until` when its prefix of the same length is not later ("2026-01" takes all of
+    January); an undated document passes neither date filter."""
+    clauses, args = ([ids_clause], list(ids_args)) if doc_ids else ([], [])
+    if since:
+        clauses.append(f"date IS NOT NULL AND date >= {mark}")
+        args.append(since)
+    if until:
+        clauses.append(f"date IS NOT NULL AND substr(date, 1, {mark}) <= {mark}")
+        args += [len(until), until]
+    return " AND ".join(clauses), args
+
+
+def chunk_rows(ranges: Iterable[tuple[int, int]]) -> np.ndarray:
+    """The chunk rows of documents' [lo, hi) chunk ranges, in one array."""
+    parts = [np.arange(lo, hi, dtype=np.int64) for lo, hi in ranges]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
 
 @dataclass(frozen=True)
