@@ -321,7 +321,7 @@ def evaluate_squad(path: Path, settings: Settings, sample: int | None = None, k:
         progress(f"index {folder / 'index'}: {report.documents} articles, {report.chunks} chunks "
                  f"({report.chunks_embedded} embedded, {report.chunks_reused} reused)")
     engine = Engine(settings)
-    answered_right = rightly_abstained = n_answerable = 0
+    answered_right = rightly_abstained = n_answerable = false_abstain = in_closest = 0
     latencies, confidences, answerable_flags, right_flags, per_question = [], [], [], [], []
     for n, q in enumerate(questions, 1):
         t0 = time.perf_counter()
@@ -330,16 +330,19 @@ def evaluate_squad(path: Path, settings: Settings, sample: int | None = None, k:
         groups = [q["answers"]] if q["answers"] else []
         quotes = [c.quote for c in answer.citations]
         right = quotes_answer(groups, quotes)
+        shown = answer.abstained and bool(groups) and quotes_answer(groups, [c.quote for c in answer.closest])
         if groups:
             n_answerable += 1
             answered_right += (not answer.abstained) and right
+            false_abstain += answer.abstained
+            in_closest += shown
         else:
             rightly_abstained += answer.abstained
         confidences.append(answer.confidence)
         answerable_flags.append(bool(groups))
         right_flags.append(right)
         per_question.append({"id": q["id"], "answerable": bool(groups), "abstained": answer.abstained,
-                             "right": right, "confidence": answer.confidence})
+                             "right": right, "answer_in_closest": shown, "confidence": answer.confidence})
         if progress and n % 250 == 0:
             progress(f"{n} of {len(questions)} questions")
     n_unanswerable = len(questions) - n_answerable
@@ -350,6 +353,8 @@ def evaluate_squad(path: Path, settings: Settings, sample: int | None = None, k:
         "abstention_unanswerable": round(rightly_abstained / max(1, n_unanswerable), 4),
         "overall": round((answered_right + rightly_abstained) / max(1, len(questions)), 4),
         "always_abstain_overall": round(n_unanswerable / max(1, len(questions)), 4),
+        # of the answerable questions abstained on, the share whose answer a closest sentence shows
+        "answer_in_closest": round(in_closest / false_abstain, 4) if false_abstain else None,
         "latency_ms_p50": round(_percentile(latencies, 0.5), 2),
         "latency_ms_p95": round(_percentile(latencies, 0.95), 2),
         "reader": settings.answer.reader, "reader_threshold": settings.answer.reader_threshold,
@@ -366,8 +371,11 @@ def format_report(report: dict[str, Any]) -> str:
                  f"  {'answered right':<24} {report['answered_right']:.3f}  (share of answerable questions)",
                  f"  {'abstention':<24} {report['abstention_unanswerable']:.3f}  (share of unanswerable questions)",
                  f"  {'overall correctness':<24} {report['overall']:.3f}  (always abstaining: "
-                 f"{report['always_abstain_overall']:.3f})",
-                 f"  {'latency p50 / p95':<24} {report['latency_ms_p50']:.1f} / {report['latency_ms_p95']:.1f} ms"]
+                 f"{report['always_abstain_overall']:.3f})"]
+        if report.get("answer_in_closest") is not None:
+            lines.append(f"  {'answer_in_closest':<24} {report['answer_in_closest']:.3f}  (of the answerable "
+                         f"questions abstained on)")
+        lines.append(f"  {'latency p50 / p95':<24} {report['latency_ms_p50']:.1f} / {report['latency_ms_p95']:.1f} ms")
         if report.get("calibration"):
             cal = report["calibration"]
             lines.append(f"  {'reader threshold':<24} {report['reader_threshold']} (best on these questions: "

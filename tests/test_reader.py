@@ -297,6 +297,11 @@ def test_eval_squad_asks_every_question_against_the_whole_corpus(tmp_path: Path)
     assert report["always_abstain_overall"] == 0.5
     assert len(report["per_question"]) == 16 and report["calibration"]["curve"]
     assert report["overall"] > report["always_abstain_overall"]
+    # answer_in_closest: of the answerable questions abstained on, those whose answer a closest sentence shows
+    missed = [q for q in report["per_question"] if q["answerable"] and q["abstained"]]
+    assert not any(q["answer_in_closest"] for q in report["per_question"] if q not in missed)
+    assert report["answer_in_closest"] == (round(sum(q["answer_in_closest"] for q in missed) / len(missed), 4)
+                                           if missed else None)
     # the corpus and index are reused; --sample asks a seeded subset
     again = run("eval", "--squad", SQUAD, "--work", tmp_path / "work", "--sample", 5)
     assert again.exit_code == 0, again.output
