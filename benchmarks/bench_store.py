@@ -6,9 +6,12 @@
    fusion + fetching the passages, the query already encoded) for the folder store (exact FAISS), PostgreSQL
    with HNSW and PostgreSQL exact; HNSW recall@10 against exact search;
 3. 8 client processes x 200 questions against one database while an incremental build adds 200 articles:
-   errors, and answers that differ from a serial run on the generation they read.
+   errors, and answers that differ from a serial run on the generation they read;
+4. a rebuild with nothing changed over 3,000 synthetic articles (every article carried from the live
+   generation, none embedded), through each store.
 
     python benchmarks/bench_store.py [--url postgresql://...] [--chunks 100000] [--clients 8] [--questions 200]
+                                     [--articles 3000]
 
 Without --url it starts a local server with scripts/local_postgres.py (pgserver's PostgreSQL and pgvector).
 """
@@ -199,13 +202,29 @@ def concurrency(pg: rag.Settings, work: Path, clients: int, per_client: int) -> 
     engine.close()
 
 
+def unchanged_rebuild(url: str, work: Path, articles: int) -> None:
+    """Build `articles` synthetic articles, then build again with nothing changed: the second build only
+    carries articles from the live generation, so it measures what carrying costs through each store."""
+    corpus = work / "carry-corpus"
+    write_corpus(corpus, articles)
+    base = rag.load_settings(env={}).with_paths(corpus, work / "carry-index")
+    for name, settings in (("folder", base), ("postgres", on_postgres(base, url, "bench_carry"))):
+        first = rag.build_index(settings, warn=lambda _m: None)
+        began = time.perf_counter()
+        again = rag.build_index(settings, warn=lambda _m: None)
+        print(f"unchanged rebuild, {name} store: {articles} articles, {first.chunks} chunks: "
+              f"{time.perf_counter() - began:.2f} s ({again.chunks_reused} chunks carried, "
+              f"{again.chunks_embedded} embedded)", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", default="")
     parser.add_argument("--chunks", type=int, default=100_000)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--questions", type=int, default=200)
-    parser.add_argument("--skip", nargs="*", default=[], choices=["bundled", "synthetic", "concurrency"])
+    parser.add_argument("--articles", type=int, default=3000)
+    parser.add_argument("--skip", nargs="*", default=[], choices=["bundled", "synthetic", "concurrency", "rebuild"])
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="rag-bench-store-"))
     server = None
@@ -221,6 +240,8 @@ def main() -> None:
             synthetic(url, work, args.chunks)
         if "concurrency" not in args.skip and pg is not None:
             concurrency(pg, work, args.clients, args.questions)
+        if "rebuild" not in args.skip:
+            unchanged_rebuild(url, work, args.articles)
     finally:
         if server is not None:
             import local_postgres

@@ -88,11 +88,26 @@ class Planned:
         return self.old is not None and self.old.hash == self.digest
 
 
+# Articles looked up in the live generation, and unchanged ones carried from it, this many at a time: a few calls
+# (round trips, for a server store) per group instead of several per article.
+CARRY_BATCH = 256
+
+
 def plan(articles: Iterable[Article], previous: Snapshot | None) -> Iterator[Planned]:
     """Each article with the live generation's record of it (None when it is new or nothing is reused)."""
+    group: list[Article] = []
     for article in articles:
-        old = previous.document(article.document.doc_id) if previous is not None else None
-        yield Planned(article, content_hash(article), old)
+        group.append(article)
+        if len(group) >= CARRY_BATCH:
+            yield from _planned(group, previous)
+            group = []
+    yield from _planned(group, previous)
+
+
+def _planned(group: list[Article], previous: Snapshot | None) -> Iterator[Planned]:
+    known = previous.documents_named([a.document.doc_id for a in group]) if previous is not None and group else {}
+    for article in group:
+        yield Planned(article, content_hash(article), known.get(article.document.doc_id))
 
 
 def previous_generation(store: Store, settings_hash: str, model_id: str, backend: str,
@@ -180,22 +195,44 @@ class _EmbedQueue:
 # ---------------------------------------------------------------------------------------------------- write
 
 
-def _carry(previous: Snapshot, p: Planned, row: int, chunk_lo: int, sent_lo: int) -> Batch:
-    """An unchanged document from the live generation, with its vectors, at its new rows (and offsets: the
-    same text may sit elsewhere in its file)."""
-    old, doc = p.old, p.article.document
-    assert old is not None
-    shift = doc.start - old.document.start
-    olo, ohi = old.chunks
-    rows = previous.chunks(list(range(olo, ohi)))
-    chunks = tuple(Chunk(c.chunk_id, c.doc_id, c.start + shift, c.end + shift, c.text)
-                   for c, _doc_row in (rows[r] for r in range(olo, ohi)))
-    slo, shi = old.sentences
-    sentences = tuple((s + shift, e + shift) for _r, s, e in previous.sentences_within(old.row, 0, 1 << 62))
-    record = DocRow(row, doc, normalise_date(doc.metadata.get("date")), p.digest,
-                    (chunk_lo, chunk_lo + len(chunks)), (sent_lo, sent_lo + len(sentences)))
-    return Batch((StoredDocument(record, chunks, sentences),), previous.chunk_vectors(olo, ohi),
-                 previous.sentence_vectors(slice(slo, shi)))
+def _carry(previous: Snapshot, group: list[Planned], row: int, chunk_lo: int, sent_lo: int) -> Batch:
+    """Unchanged documents from the live generation, with their vectors, at their new rows from `row`,
+    `chunk_lo` and `sent_lo` on (and offsets: the same text may sit elsewhere in its file). Four calls to the live
+    generation for the whole group, whatever its size."""
+    olds: list[DocRow] = []
+    for p in group:
+        assert p.old is not None
+        olds.append(p.old)
+    chunk_rows = [r for old in olds for r in range(*old.chunks)]
+    stored = previous.chunks(chunk_rows)
+    within = previous.sentences_in([(old.document.doc_id, 0, 1 << 62) for old in olds])
+    documents = []
+    for p, old, sentences in zip(group, olds, within):
+        doc = p.article.document
+        shift = doc.start - old.document.start
+        chunks = tuple(Chunk(c.chunk_id, c.doc_id, c.start + shift, c.end + shift, c.text)
+                       for c, _doc_row in (stored[r] for r in range(*old.chunks)))
+        spans = tuple((s + shift, e + shift) for _r, s, e in sentences)
+        documents.append(StoredDocument(
+            DocRow(row, doc, normalise_date(doc.metadata.get("date")), p.digest,
+                   (chunk_lo, chunk_lo + len(chunks)), (sent_lo, sent_lo + len(spans))), chunks, spans))
+        row, chunk_lo, sent_lo = row + 1, chunk_lo + len(chunks), sent_lo + len(spans)
+    return Batch(tuple(documents), _rows_of(previous, chunk_rows),
+                 previous.sentence_vectors([r for sentences in within for r, _s, _e in sentences]))
+
+
+def _rows_of(previous: Snapshot, rows: list[int]) -> np.ndarray:
+    """The chunk vectors of `rows`, one call per run of consecutive rows (unchanged articles that sat together
+    in the live generation make one run)."""
+    runs: list[list[int]] = []
+    for r in rows:
+        if runs and runs[-1][1] == r:
+            runs[-1][1] = r + 1
+        else:
+            runs.append([r, r + 1])
+    if not runs:
+        return np.zeros((0, previous.manifest.dimension), dtype=np.float32)
+    return np.concatenate([previous.chunk_vectors(lo, hi) for lo, hi in runs])
 
 
 @dataclass
@@ -218,32 +255,48 @@ def write_documents(planned: Iterable[Planned], previous: Snapshot | None, write
     queue = _EmbedQueue(embedder, writer, settings.embedding.sentence_vectors == "pooled")
     t = _Tally()
     documents: dict[str, dict[str, Any]] = {}
+    carried: list[Planned] = []  # unchanged articles waiting to be carried, in corpus order
+
+    def written(item: StoredDocument) -> None:
+        documents[item.doc.document.doc_id] = {"hash": item.doc.hash, "chunks": list(item.doc.chunks)}
+        t.documents += 1
+        t.chunks += len(item.chunks)
+        t.sentences += len(item.sentences)
+
+    def carry() -> None:
+        if not carried:
+            return
+        assert previous is not None
+        batch = _carry(previous, carried, t.documents, t.chunks, t.sentences)
+        writer.add(batch)
+        for item in batch.documents:
+            t.unchanged += 1
+            t.reused += len(item.chunks)
+            written(item)
+        carried.clear()
+
     for p in planned:
         if on_article:
             on_article(p.article)
         doc, text = p.article.document, p.article.source_text
         if p.unchanged:
-            assert previous is not None
-            batch = _carry(previous, p, t.documents, t.chunks, t.sentences)
-            writer.add(batch)
-            item = batch.documents[0]
-            t.unchanged += 1
-            t.reused += len(item.chunks)
-        else:
-            t.added, t.changed = t.added + (p.old is None), t.changed + (p.old is not None)
-            span_tokens = [embedder.tokenize(text[s:e]).shifted(s) for s, e in doc.spans]  # once per text
-            pieces = chunker.chunk_tokens(doc, text, span_tokens)
-            sentences = [Passage(s, text[s:e], tokens.between(s, e))
-                         for (a, b), tokens in zip(doc.spans, span_tokens) for s, e in sentence_spans(text, a, b)]
-            record = DocRow(t.documents, doc, normalise_date(doc.metadata.get("date")), p.digest,
-                            (t.chunks, t.chunks + len(pieces)), (t.sentences, t.sentences + len(sentences)))
-            item = StoredDocument(record, tuple(c for c, _ in pieces),
-                                  tuple((q.start, q.start + len(q.text)) for q in sentences))
-            queue.add(item, pieces, sentences)
-        documents[doc.doc_id] = {"hash": p.digest, "chunks": list(item.doc.chunks)}
-        t.documents += 1
-        t.chunks += len(item.chunks)
-        t.sentences += len(item.sentences)
+            carried.append(p)
+            if len(carried) >= CARRY_BATCH:
+                carry()
+            continue
+        carry()  # rows follow corpus order
+        t.added, t.changed = t.added + (p.old is None), t.changed + (p.old is not None)
+        span_tokens = [embedder.tokenize(text[s:e]).shifted(s) for s, e in doc.spans]  # once per text
+        pieces = chunker.chunk_tokens(doc, text, span_tokens)
+        sentences = [Passage(s, text[s:e], tokens.between(s, e))
+                     for (a, b), tokens in zip(doc.spans, span_tokens) for s, e in sentence_spans(text, a, b)]
+        record = DocRow(t.documents, doc, normalise_date(doc.metadata.get("date")), p.digest,
+                        (t.chunks, t.chunks + len(pieces)), (t.sentences, t.sentences + len(sentences)))
+        item = StoredDocument(record, tuple(c for c, _ in pieces),
+                              tuple((q.start, q.start + len(q.text)) for q in sentences))
+        queue.add(item, pieces, sentences)
+        written(item)
+    carry()
     queue.flush()
     return t, queue, documents
 

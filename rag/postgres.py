@@ -224,6 +224,12 @@ class PostgresSnapshot(Snapshot):
         rows = self._rows("SELECT * FROM {docs} WHERE doc_id = %s", (doc_id,))
         return doc_from_row(rows[0]) if rows else None
 
+    def documents_named(self, doc_ids: list[str]) -> dict[str, DocRow]:
+        if not doc_ids:
+            return {}
+        return {doc.document.doc_id: doc for doc in map(doc_from_row, self._rows(
+            "SELECT * FROM {docs} WHERE doc_id = ANY(%s)", (list(dict.fromkeys(doc_ids)),)))}
+
     def doc_at(self, row: int) -> DocRow:
         return doc_from_row(self._rows("SELECT * FROM {docs} WHERE row = %s", (row,))[0])
 

@@ -104,6 +104,11 @@ class Snapshot(ABC):
     @abstractmethod
     def document(self, doc_id: str) -> DocRow | None: ...
 
+    def documents_named(self, doc_ids: list[str]) -> dict[str, DocRow]:
+        """Document id -> DocRow, for the ids the generation holds, many at once."""
+        found = {doc_id: self.document(doc_id) for doc_id in dict.fromkeys(doc_ids)}
+        return {doc_id: doc for doc_id, doc in found.items() if doc is not None}
+
     @abstractmethod
     def doc_at(self, row: int) -> DocRow: ...
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections import Counter
 import threading
 import time
 from pathlib import Path
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 
 import rag
+import rag.build
 from rag.index import build_lock
 from rag.embedding import load_embedder
 from rag.index import CURRENT, LOCK, MANIFEST, MARK, Generation, live_generation, open_live
@@ -127,6 +129,36 @@ def test_unchanged_rebuild_embeds_nothing(settings: rag.Settings) -> None:
     assert {k: v[0] for k, v in chunks_of(old).items()} == {k: v[0] for k, v in chunks_of(new).items()}
     old.close()
     new.close()
+
+
+def test_unchanged_articles_are_looked_up_and_carried_in_groups(settings: rag.Settings,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A few calls to the live generation per group of articles, not several per article (for a server store,
+    each call is a round trip)."""
+    first, _ = build(settings)
+    calls: Counter[str] = Counter()
+    for name in ("document", "documents_named", "chunks", "sentences_within", "sentences_in", "chunk_vectors",
+                 "sentence_vectors"):
+        original = getattr(Generation, name)
+
+        def counted(self, *args, _name=name, _original=original, **kwargs):  # type: ignore[no-untyped-def]
+            if str(self.path) == first.index:
+                calls[_name] += 1
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(Generation, name, counted)
+    monkeypatch.setattr(rag.build, "CARRY_BATCH", 5)
+    again, _ = build(settings)
+    assert again.unchanged == 23 and again.chunks_reused == first.chunks
+    groups = -(-23 // 5)
+    assert calls["documents_named"] == calls["chunks"] == calls["sentences_in"] == calls["sentence_vectors"] == groups
+    assert calls["chunk_vectors"] == groups  # the group's rows are consecutive in the live generation: one run
+    gen, old = open_live(settings.paths.index), Generation.open(Path(first.index))
+    check_offsets(gen, settings.paths.corpus)
+    assert np.array_equal(np.asarray(gen.chunk_matrix), np.asarray(old.chunk_matrix))
+    assert np.array_equal(np.asarray(gen.sentence_matrix), np.asarray(old.sentence_matrix))
+    gen.close()
+    old.close()
 
 
 def test_editing_one_article_embeds_only_that_article(settings: rag.Settings) -> None:
