@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections import Counter
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -137,8 +137,7 @@ def test_unchanged_articles_are_looked_up_and_carried_in_groups(settings: rag.Se
     each call is a round trip)."""
     first, _ = build(settings)
     calls: Counter[str] = Counter()
-    for name in ("document", "documents_named", "chunks", "sentences_within", "sentences_in", "chunk_vectors",
-                 "sentence_vectors"):
+    for name in ("documents_named", "chunks", "sentences_in", "chunk_vectors", "sentence_vectors"):
         original = getattr(Generation, name)
 
         def counted(self, *args, _name=name, _original=original, **kwargs):  # type: ignore[no-untyped-def]
