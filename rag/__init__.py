@@ -9,6 +9,7 @@ __version__ = "0.1.0"
 from pathlib import Path
 from typing import Sequence
 
+from .answer import CLOSEST_HEADING
 from .build import BuildReport, build_index
 from .citations import quote_in_passage
 from .corpus import Article, iter_articles, load_documents, source_text
@@ -51,7 +52,7 @@ def ask(question: str, k: int | None = None, *, doc_ids: Sequence[str] | None = 
 
 
 __all__ = [
-    "Answer", "Article", "BadQuestion", "BuildReport", "Chunk", "Citation", "CorpusEmpty", "CorpusMissing",
+    "Answer", "Article", "BadQuestion", "CLOSEST_HEADING", "BuildReport", "Chunk", "Citation", "CorpusEmpty", "CorpusMissing",
     "Document", "EXPORT_FORMATS", "Engine", "ExportError", "Hit", "IndexCorrupt", "IndexFolderRefused",
     "IndexLocked", "IndexMismatch", "IndexMissing", "IndexStatus", "IndexWriteFailed", "LLMUnavailable",
     "RagError", "ReaderError", "Settings", "SettingsError", "SpanError", "StoreUnavailable", "ask", "build_index", "describe_settings",

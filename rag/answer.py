@@ -23,7 +23,7 @@ from .question import expected_type, type_match
 from .records import Citation, Hit
 from .text import content_terms, words
 
-__all__ = ["ABSTAIN_TEXT", "UNSURE_TEXT", "Candidate", "Decision", "SpanError", "check_citation", "closest",
+__all__ = ["ABSTAIN_TEXT", "CLOSEST_HEADING", "UNSURE_TEXT", "Candidate", "Decision", "SpanError", "check_citation", "closest",
            "closest_citations", "compose", "decide", "expected_type", "read", "score_sentences", "select",
            "type_match", "unknown_names"]
 
@@ -32,6 +32,8 @@ ABSTAIN_TEXT = ("The archive does not answer this question: no passage is close 
 # With the reader: on-topic sentences exist, but none answers clearly enough to quote as the answer.
 UNSURE_TEXT = ("The archive does not clearly answer this question: no sentence answers it surely enough to quote. "
                "The sentences closest to answering it are listed below for you to check; they are not citations.")
+# What the CLI, the Markdown export and the app call that list.
+CLOSEST_HEADING = "Closest sentences (not citations: none answers clearly enough)"
 
 # How a sentence's first-stage evidence mixes its meaning match (cosine) and the share of the question's
 # weighted terms it contains. With the reader off, the abstention threshold applies to this score.

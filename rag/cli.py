@@ -301,7 +301,7 @@ def _print_answer(answer: rag.Answer) -> None:
             _echo(f"[{c.n}] {c.title} ({c.source}:{c.start}-{c.end}{'; ' + meta if meta else ''})")
             _echo(f"    “{c.quote}”")
     if answer.closest:
-        _echo("\nClosest sentences (not citations: none answers clearly enough):")
+        _echo(f"\n{rag.CLOSEST_HEADING}:")
         for c in answer.closest:
             _echo(f"({c.n}) {c.title} ({c.source}:{c.start}-{c.end}) answer confidence {c.confidence or 0.0:.0%}")
             _echo(f"    “{c.quote}”")

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from .answer import CLOSEST_HEADING
 from .controls import has_unsafe, json_safe, visible
 from .dates import iso_date_parts
 from .errors import ExportError
@@ -288,7 +289,7 @@ def _markdown_answer(answer: Answer, heading: str) -> str:
     out += [f"*Notice: {_md(notice)}*\n" for notice in answer.notices]
     if answer.abstained:
         if answer.closest:
-            out += ["### Closest sentences (not citations: none answers clearly enough)", ""]
+            out += [f"### {CLOSEST_HEADING}", ""]
         for c in answer.closest:
             src = _md_source(c.title, c.source, c.start, c.end, c.metadata)
             out += [f"**({c.n})** {src}, answer confidence {c.confidence or 0.0:.0%}", "", _md_quote(c.quote), ""]

@@ -11,7 +11,7 @@ import re
 from typing import Iterable, Mapping, Sequence
 from urllib.parse import urlsplit
 
-from rag import Answer, Citation, Document, Hit, quote_in_passage
+from rag import CLOSEST_HEADING, Answer, Citation, Document, Hit, quote_in_passage
 
 STYLE = """<style>
 .rag-question, .rag-answer { white-space: pre-wrap; overflow-wrap: anywhere; }
@@ -177,8 +177,7 @@ def sources_html(turn: int, answer: Answer) -> str:
         return f'<div class="rag-heading">Sources</div>{cards}'
     if answer.closest:
         cards = "".join(closest_card_html(c, answer.passages) for c in answer.closest)
-        return ('<div class="rag-heading">Closest sentences (not citations: none answers clearly enough)</div>'
-                f"{cards}")
+        return f'<div class="rag-heading">{esc(CLOSEST_HEADING)}</div>{cards}'
     if answer.passages:
         cards = "".join(passage_card_html(h, answer.readings.get(h.chunk.chunk_id)) for h in answer.passages)
         return f'<div class="rag-heading">Closest passages (not citations)</div>{cards}'
