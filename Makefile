@@ -36,7 +36,7 @@ bench: setup
 # Retrain the shipped answer reader (about 45 minutes on two cores) from the SQuAD 2.0 excerpts beside the repository.
 SQUAD ?= ../shared/eval/squad2
 reader: setup
-	$(VENV)/bin/rag reader train --squad $(SQUAD)/train-part.json --squad $(SQUAD)/dev-part.json --output rag/reader/model
+	$(VENV)/bin/rag reader train --squad $(SQUAD)/train-part.json --squad $(SQUAD)/dev-part.json --output rag/answer/model
 
 clean:
 	rm -rf $(VENV) index/gen-* index/CURRENT index/build.lock

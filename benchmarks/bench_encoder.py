@@ -23,9 +23,10 @@ from common import summary  # noqa: E402
 from make_beir_squad import DEFAULT_SQUAD  # noqa: E402
 
 import rag  # noqa: E402
-from rag.chunking import Chunker  # noqa: E402
-from rag.embedding import Passage, load_embedder  # noqa: E402
-from rag.sentences import sentence_spans  # noqa: E402
+from rag.index.chunking import Chunker
+from rag.index.encoder import Passage
+from rag.index.encoders import load_embedder
+from rag.ingest.sentences import sentence_spans
 
 ROOT = Path(__file__).resolve().parent.parent
 BACKENDS = ("torch", "onnx", "onnx-int8")

@@ -19,7 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import article, peak_rss_mib, write_corpus  # noqa: E402
 
 import rag  # noqa: E402
-from rag.embedding import load_embedder, threads  # noqa: E402
+from rag.index.encoder import threads
+from rag.index.encoders import load_embedder
 
 
 def main() -> None:

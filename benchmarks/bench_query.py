@@ -18,8 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import peak_rss_mib, sentence, summary  # noqa: E402
 
 import rag  # noqa: E402
-from rag.lexical import Lexical  # noqa: E402
-from rag.vectors import VectorStore  # noqa: E402
+from rag.index.lexical import Lexical
+from rag.index.vectors import VectorStore
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def queries_from_corpus(settings: rag.Settings) -> list[str]:
     """Questions a user might type: built from article titles and subjects, not from the dev set."""
     out = []
-    for article in rag.iter_articles(settings.paths.corpus, warn=lambda _m: None):
+    for article in rag.read_corpus(settings, lambda _m: None):
         words = article.document.title.split()
         out.append("What happened: " + " ".join(words[: max(4, len(words) // 2)]) + "?")
         out.append("Who said " + " ".join(words[-6:]) + "?")

@@ -26,10 +26,11 @@ from bench_query import clustered  # noqa: E402
 from common import peak_rss_mib, sentence, summary  # noqa: E402
 
 import rag  # noqa: E402
-from rag.embedding import load_embedder  # noqa: E402
-from rag.manifest import Counts, Manifest  # noqa: E402
-from rag.records import Chunk, Document  # noqa: E402
-from rag.store import Batch, DocRow, StoredDocument, open_store  # noqa: E402
+from rag.index.encoders import load_embedder
+from rag.index.manifest import Counts, Manifest
+from rag.index.store import Batch, DocRow, StoredDocument
+from rag.index.stores import open_store
+from rag.records import Chunk, Document
 
 PER_DOC = 10
 BATCH_DOCS = 1000

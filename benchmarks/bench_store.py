@@ -38,9 +38,9 @@ from bench_scale import synthetic_texts, write_synthetic  # noqa: E402
 from common import summary, write_corpus  # noqa: E402
 
 import rag  # noqa: E402
-from rag.embedding import load_embedder  # noqa: E402
-from rag.retrieval import retrieve  # noqa: E402
-from rag.store import open_store  # noqa: E402
+from rag.answer.retrieval import retrieve
+from rag.index.encoders import load_embedder
+from rag.index.stores import open_store
 
 
 def timed(call, items) -> list[float]:  # type: ignore[no-untyped-def]
@@ -120,7 +120,7 @@ def synthetic(url: str, work: Path, chunks: int, nq: int = 200) -> None:
         n = 50 if "exact" in name and "postgres" in name else nq
 
         def one(i: int, snap=snap) -> None:  # type: ignore[no-untyped-def]
-            retrieve(snap, texts_q[i], queries[i], r.k, r.candidates, r.fusion, r.dense_weight, r.rrf_k, None)
+            retrieve(snap, texts_q[i], queries[i], r)
 
         for i in range(10):
             one(i)

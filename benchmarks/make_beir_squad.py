@@ -21,7 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from rag.sentences import sentence_spans  # noqa: E402
+from rag.ingest.sentences import sentence_spans
 
 DEFAULT_SQUAD = ROOT.parent / "shared" / "eval" / "squad2"
 

@@ -4,25 +4,42 @@ The public API; the command line and the Streamlit app use nothing else."""
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from pathlib import Path
 from typing import Sequence
 
-from .answer import CLOSEST_HEADING
-from .build import BuildReport, build_index
-from .citations import quote_in_passage
-from .corpus import Article, iter_articles, load_documents, source_text
-from .embedding import encoder_info
+from .answer.citations import quote_in_passage
+from .answer.compose import CLOSEST_HEADING
+from .answer.readers import load_reader
 from .engine import Engine, get_engine
-from .errors import (BadQuestion, CorpusEmpty, CorpusMissing, ExportError, IndexCorrupt, IndexFolderRefused,
-                     IndexLocked, IndexMismatch, IndexMissing, IndexWriteFailed, LLMUnavailable, RagError,
-                     ReaderError, SettingsError, SpanError, StoreUnavailable)
+from .errors import (
+    BadQuestion,
+    CorpusEmpty,
+    CorpusMissing,
+    ExportError,
+    IndexCorrupt,
+    IndexFolderRefused,
+    IndexLocked,
+    IndexMismatch,
+    IndexMissing,
+    IndexWriteFailed,
+    LLMUnavailable,
+    RagError,
+    ReaderError,
+    SettingsError,
+    SpanError,
+    StoreUnavailable,
+)
+from .export import EXPORTS, ExportFormat
 from .export import FORMATS as EXPORT_FORMATS
 from .export import export_answers, format_for_path, write_export
+from .index.build import BuildReport, build_index, read_corpus
+from .index.encoders import encoder_info
+from .index.status import IndexStatus, index_info, index_status, indexed_documents, verify_index
+from .ingest.corpus import iter_articles, load_documents, no_articles, source_text
+from .ingest.formats import Article
 from .records import Answer, Chunk, Citation, Document, Hit
 from .settings import Settings, describe_settings, load_settings
-from .status import IndexStatus, index_info, index_status, indexed_documents, verify_index
+from .version import __version__
 
 
 def _settings(settings: Settings | None, corpus: Path | str | None, index: Path | str | None) -> Settings:
@@ -38,9 +55,7 @@ def search(query: str, k: int | None = None, *, doc_ids: Sequence[str] | None = 
 
 def reader_info(settings: Settings | None = None) -> dict | None:
     """Identity and held-out figures of the answer reader in force (None when `answer.reader` is off)."""
-    from .engine import load_answer_reader
-
-    reader = load_answer_reader((settings or load_settings()).answer.reader)
+    reader = load_reader((settings or load_settings()).answer.reader)
     return None if reader is None else {**reader.identity, "folder": str(reader.folder)}
 
 
@@ -53,10 +68,10 @@ def ask(question: str, k: int | None = None, *, doc_ids: Sequence[str] | None = 
 
 __all__ = [
     "Answer", "Article", "BadQuestion", "CLOSEST_HEADING", "BuildReport", "Chunk", "Citation", "CorpusEmpty", "CorpusMissing",
-    "Document", "EXPORT_FORMATS", "Engine", "ExportError", "Hit", "IndexCorrupt", "IndexFolderRefused",
+    "Document", "EXPORTS", "EXPORT_FORMATS", "Engine", "ExportFormat", "ExportError", "Hit", "IndexCorrupt", "IndexFolderRefused",
     "IndexLocked", "IndexMismatch", "IndexMissing", "IndexStatus", "IndexWriteFailed", "LLMUnavailable",
     "RagError", "ReaderError", "Settings", "SettingsError", "SpanError", "StoreUnavailable", "ask", "build_index", "describe_settings",
     "encoder_info", "export_answers", "format_for_path", "get_engine", "index_info", "index_status",
-    "indexed_documents", "iter_articles", "load_documents", "load_settings", "quote_in_passage", "reader_info",
+    "indexed_documents", "iter_articles", "load_documents", "load_settings", "no_articles", "read_corpus", "quote_in_passage", "reader_info",
     "search", "source_text", "verify_index", "write_export", "__version__",
 ]

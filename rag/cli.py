@@ -12,7 +12,8 @@ from typing import Any, Callable, Iterator, List, Optional
 import typer
 
 import rag
-from rag.controls import json_safe, visible
+
+from .common.controls import json_safe, visible
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Cited question answering over a news archive.")
@@ -78,8 +79,7 @@ def corpus_list(corpus: Optional[Path] = CorpusOpt, index: Optional[Path] = Inde
     with _errors():
         settings = _settings(corpus, index)
         count = 0
-        for article in rag.iter_articles(settings.paths.corpus, _warn, settings.chunking.min_title_words,
-                                         options=settings.corpus, exclude=[settings.paths.index]):
+        for article in rag.read_corpus(settings, _warn):
             d = article.document
             count += 1
             if as_json:
@@ -88,8 +88,7 @@ def corpus_list(corpus: Optional[Path] = CorpusOpt, index: Optional[Path] = Inde
             else:
                 _echo(f"{d.doc_id}\t{d.source}:{d.start}-{d.end}\t{d.title}")
         if count == 0:
-            raise rag.CorpusEmpty(f"Corpus folder {settings.paths.corpus} holds no articles. "
-                                  "Add .txt, .md, .jsonl or .html files to it.")
+            raise rag.no_articles(settings.paths.corpus)
 
 
 def _progress_bar(enabled: bool) -> tuple[Callable[[str, int, int], None] | None, Callable[[], None]]:
@@ -362,7 +361,7 @@ def eval_cmd(qa: Optional[Path] = typer.Argument(None, help="Questions with evid
              k: int = typer.Option(5, "-k", help="Passages per question."),
              index: Optional[Path] = IndexOpt, corpus: Optional[Path] = CorpusOpt, as_json: bool = JsonOpt) -> None:
     """Answer quality on a question set, on a SQuAD 2.0 file, or nDCG@10 / Recall@100 on a BEIR folder."""
-    from rag import evaluation
+    from . import evaluation
 
     with _errors():
         settings = _settings(corpus, index)
@@ -493,7 +492,7 @@ def reader_info_cmd(as_json: bool = JsonOpt) -> None:
 
 
 SquadOpt = typer.Option(..., "--squad", help="SQuAD 2.0 JSON file(s) (repeatable).")
-ReaderOutOpt = typer.Option(Path("rag/reader/model"), "--output", help="Folder of reader.onnx and card.json.")
+ReaderOutOpt = typer.Option(Path("rag/answer/model"), "--output", help="Folder of reader.onnx and card.json.")
 CalibrationOpt = typer.Option("Harvard_University,Islamism", "--calibration",
                               help="Articles held out to calibrate the decision (comma-separated titles).")
 TestOpt = typer.Option("Warsaw,Force", "--test", help="Articles held out to measure it (comma-separated titles).")
@@ -504,7 +503,7 @@ NewsCorpusOpt = typer.Option(Path("seeds"), "--news-corpus", help="The archive t
 
 def _reader_config(squad: List[Path], output: Path, calibration: str, test: str, news_questions: Path,
                    news_corpus: Path, **more: Any) -> Any:
-    from rag.reader.train import TrainConfig
+    from .training.train import TrainConfig
 
     return TrainConfig(squad=tuple(str(p) for p in squad), output=str(output),
                        calibration_articles=tuple(a for a in calibration.split(",") if a),
@@ -522,7 +521,7 @@ def reader_train_cmd(squad: List[Path] = SquadOpt, output: Path = ReaderOutOpt,
                                                "trial (0: all).")) -> None:
     """Train the reader from the bundled encoder (about 45 minutes on two cores), calibrate and measure it on
     held-out articles, print the figures, and write it as an int8 ONNX file with its card."""
-    from rag.reader.train import train
+    from .training.train import train
 
     with _errors():
         config = _reader_config(squad, output, calibration, test, news_questions, news_corpus, epochs=epochs,
@@ -539,7 +538,7 @@ def reader_calibrate_cmd(squad: List[Path] = SquadOpt, output: Path = ReaderOutO
                          news_questions: Path = NewsQuestionsOpt, news_corpus: Path = NewsCorpusOpt) -> None:
     """Fit again how the reader's outputs and the first-stage evidence combine into a confidence (for example
     on news questions of your own about your own archive), and measure it on the held-out articles."""
-    from rag.reader.train import recalibrate
+    from .training.train import recalibrate
 
     with _errors():
         config = _reader_config(squad, output, calibration, test, news_questions, news_corpus)

@@ -5,20 +5,21 @@ from __future__ import annotations
 import re
 import threading
 import time
-from pathlib import Path
 from typing import Callable, Sequence, TypeVar
 
-from .answer import (ABSTAIN_TEXT, UNSURE_TEXT, Candidate, closest, closest_citations, compose, decide, read,
-                     score_sentences, select)
-from .dates import date_filter as _check_date
-from .embedding import Embedder, load_embedder, model_identity
-from .errors import BadQuestion, GenerationGone, LLMUnavailable, RagError, SettingsError
-from .index import check_encoder
-from .question import parts, reading_questions
+from .answer.reader import Reader
+from .answer.readers import load_reader
+from .answer.respond import Retrieved, answer
+from .answer.retrieval import retrieve
+from .common.dates import date_filter as _check_date
+from .errors import BadQuestion, GenerationGone, RagError
+from .index.encoder import Embedder, model_identity
+from .index.encoders import load_embedder
+from .index.manifest import check_encoder
+from .index.store import Snapshot, Store
+from .index.stores import open_store, store_key
 from .records import Answer, Document, Hit
-from .retrieval import retrieve
 from .settings import Settings
-from .store import Snapshot, Store, open_store
 
 # control characters, and the bidirectional overrides that could make a question display as something else
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
@@ -57,21 +58,6 @@ def _check_doc_ids(gen: Snapshot, doc_ids: Sequence[str]) -> None:
                           "(and rebuild with rag index build if the article is new).")
 
 
-def load_answer_reader(setting: str):  # type: ignore[no-untyped-def]
-    """The reader named by `answer.reader` ('bundled', a folder, or 'off' for None)."""
-    if setting == "off":
-        return None
-    from .reader.runtime import load_reader
-
-    if setting == "bundled":
-        return load_reader()
-    folder = Path(setting).expanduser()
-    if not folder.is_dir():
-        raise SettingsError(f"Setting answer.reader names {setting!r}, which is not a folder. Use 'bundled', "
-                            "'off', or a folder holding reader.onnx and card.json.")
-    return load_reader(folder)
-
-
 class Served:
     """What is expensive to load for one index: the store, the encoder, the reader and the live generation.
     Shared by every engine over that index, whatever their retrieval and answer settings (threads included)."""
@@ -84,7 +70,7 @@ class Served:
                 check_encoder(self.store.where, manifest, model_identity(settings.embedding.model)[0],
                               settings.embedding.backend, self.store.rebuild)
             self.embedder = embedder or load_embedder(settings.embedding)
-            self.reader = load_answer_reader(settings.answer.reader)
+            self.reader = load_reader(settings.answer.reader)
             self._lock = threading.Lock()
             self._gen = self._open()
         except BaseException:
@@ -141,7 +127,7 @@ class Engine:
         return self.served.embedder
 
     @property
-    def reader(self):  # type: ignore[no-untyped-def]
+    def reader(self) -> Reader | None:
         return self.served.reader
 
     @property
@@ -176,14 +162,13 @@ class Engine:
             raise BadQuestion(f"k must be a whole number of at least 1, got {k!r}.")
         return min(k, s.retrieval.max_k)
 
-    def _hits(self, query: str, k: int | None, doc_ids: Sequence[str] | None, since: str | None,
-              until: str | None, timings: dict[str, float], s: Settings, wider: int = 0
-              ) -> tuple[Snapshot, str, list[Hit], object]:
-        """(generation, cleaned query, hits, query vector), checking every argument first; at least `wider`
-        hits when there are that many."""
-        r = s.retrieval
+    def _retrieve(self, query: str, k: int | None, doc_ids: Sequence[str] | None, since: str | None,
+                  until: str | None, s: Settings, wider: int = 0) -> Retrieved:
+        """The passages for `query`, checking every argument first: the first k shown, and at least `wider`
+        for the reader when there are that many."""
+        began = time.perf_counter()
         query = clean_question(query, s.answer.max_question_chars)
-        k = max(self._k(k, s), wider)
+        k = self._k(k, s)
         since, until = _check_date(since, "The 'since' date"), _check_date(until, "The 'until' date")
         if since and until and since[: len(until)] > until[: len(since)]:
             raise BadQuestion(f"The 'since' date {since} is after the 'until' date {until}: nothing can match. "
@@ -195,92 +180,29 @@ class Engine:
         vector = self.embedder.encode_queries([query])[0]
         t1 = time.perf_counter()
         allowed = gen.allowed_rows(list(doc_ids) if doc_ids else None, since, until)
-        hits = retrieve(gen, query, vector, k, max(r.candidates, k), r.fusion, r.dense_weight, r.rrf_k, allowed)
+        wide = retrieve(gen, query, vector, s.retrieval, allowed, k=max(k, wider))
         t2 = time.perf_counter()
-        timings.update(encode_ms=(t1 - t0) * 1000, retrieve_ms=(t2 - t1) * 1000)
-        return gen, query, hits, vector
+        return Retrieved(gen, query, vector, wide[:k], wide,
+                         {"encode_ms": (t1 - t0) * 1000, "retrieve_ms": (t2 - t1) * 1000}, began)
 
     def search(self, query: str, k: int | None = None, doc_ids: Sequence[str] | None = None,
                since: str | None = None, until: str | None = None) -> list[Hit]:
         """The best passages for `query`."""
-        return self._retrying(lambda: self._hits(query, k, doc_ids, since, until, {}, self.settings)[2])
+        return self._retrying(lambda: self._retrieve(query, k, doc_ids, since, until, self.settings).hits)
 
     def ask(self, question: str, k: int | None = None, doc_ids: Sequence[str] | None = None,
             since: str | None = None, until: str | None = None, mode: str | None = None,
             id: str | None = None) -> Answer:
         """An answer built from the archive's passages, with exact-span citations, or an abstention."""
-        return self._retrying(lambda: self._ask(question, k, doc_ids, since, until, mode, id, self.settings))
+        s = self.settings
 
-    def _ask(self, question: str, k: int | None, doc_ids: Sequence[str] | None, since: str | None,
-             until: str | None, mode: str | None, id: str | None, s: Settings) -> Answer:
-        began = time.perf_counter()
-        timings: dict[str, float] = {}
-        a = s.answer
-        shown_k = self._k(k, s)
-        gen, text, wide, vector = self._hits(question, k, doc_ids, since, until, timings, s,
-                                             a.read_passages if self.reader is not None else 0)
-        hits = wide[:shown_k]
-        mode = mode or a.mode
-        t0 = time.perf_counter()
-        notices: list[str] = []
-        readings: dict[str, float] = {}
-        confidence = None
-        nearest: list[Candidate] = []  # with the reader, when it abstains: the sentences closest to answering
-        if self.reader is None:
-            scored = score_sentences(gen, text, vector, hits)  # type: ignore[arg-type]
-            chosen = select(scored, a.max_sentences, a.abstain_threshold)
-            abstained = not chosen or chosen[0].score < a.abstain_threshold
-        else:
-            scored = score_sentences(gen, text, vector, wide)  # type: ignore[arg-type]
-            questions = parts(text)
-            judged = []
-            for part, reading in zip(questions, reading_questions(questions)):
-                if len(questions) == 1:
-                    candidates = scored
-                else:
-                    part_vector = self.embedder.encode_queries([reading])[0]
-                    candidates = score_sentences(gen, reading, part_vector, wide)
-                judged.append((part, read(self.reader, reading, candidates, a.read_sentences)))
-            for _part, cands in judged:
-                for c in cands:
-                    key = c.hit.chunk.chunk_id
-                    readings[key] = max(readings.get(key, 0.0), c.confidence or 0.0)
-            decision = decide(judged, a.reader_threshold, a.max_sentences)
-            chosen, abstained, confidence = list(decision.chosen), decision.abstained, decision.confidence
-            notices += [f"The archive does not answer this part of the question: “{p}”"
-                        for p in decision.unanswered_parts]
-            if abstained:
-                nearest = closest(judged)
-            shown = {h.chunk.chunk_id for h in hits}
-            for c in chosen + nearest:  # a cited (or closest) sentence's passage beyond the first k is shown too
-                if c.hit.chunk.chunk_id not in shown:
-                    shown.add(c.hit.chunk.chunk_id)
-                    hits.append(c.hit)
-        timings["read_ms"] = (time.perf_counter() - t0) * 1000
-        if abstained:
-            answer_text, citations = (UNSURE_TEXT if nearest else ABSTAIN_TEXT), []
-        else:
-            answer_text, citations = compose(chosen, gen)
-        used_mode = "extractive"
-        if mode == "llm" and not abstained:
-            try:
-                from .llm import ask_llm
+        def run() -> Answer:
+            wider = s.answer.read_passages if self.reader is not None else 0
+            retrieved = self._retrieve(question, k, doc_ids, since, until, s, wider)
+            return answer(retrieved, s.answer, s.llm, self.reader,
+                          lambda text: self.embedder.encode_queries([text])[0], mode, id)
 
-                reply = ask_llm(text, hits, s.llm)
-                notices += list(reply.notices)
-                if reply.text:
-                    answer_text, citations, used_mode = reply.text, list(reply.citations), "llm"
-                else:
-                    notices.append("The language model's answer had no supported sentence; "
-                                   "showing the extractive answer instead.")
-            except LLMUnavailable as exc:
-                notices.append(str(exc))
-        timings["answer_ms"] = (time.perf_counter() - t0) * 1000
-        timings["total_ms"] = (time.perf_counter() - began) * 1000
-        return Answer(question=text, text=answer_text, abstained=abstained, citations=tuple(citations),
-                      passages=tuple(hits), timings=timings, mode=used_mode, notices=tuple(notices), id=id,
-                      evidence=scored[0].score if scored else None, confidence=confidence, readings=readings,
-                      closest=tuple(closest_citations(nearest)))
+        return self._retrying(run)
 
 
 _SERVED: dict[tuple, Served] = {}
@@ -291,9 +213,7 @@ _ENGINES_LOCK = threading.Lock()
 def served_key(settings: Settings) -> tuple:
     """What decides which loaded index serves a call: the index, and the settings that load something (model,
     reader, store). Retrieval, answer and language-model settings do not."""
-    where = (settings.store.url, settings.store.namespace) if settings.store.backend == "postgres" else \
-        str(Path(settings.paths.index).resolve())
-    return (settings.store.backend, where, settings.embedding, settings.store, settings.answer.reader)
+    return (store_key(settings), settings.embedding, settings.store, settings.answer.reader)
 
 
 def get_engine(settings: Settings) -> Engine:

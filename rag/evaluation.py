@@ -13,17 +13,16 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .build import build_index
-from .citations import exact_span
-from .corpus import iter_articles
+from .answer.citations import exact_span
+from .common.files import sha256_file
+from .common.text import fold as normalise
+from .common.text import word_bounded
 from .engine import Engine, get_engine
 from .errors import BadQuestion, RagError
-from .files import sha256_file
-from .reader.train import best_threshold, decision_curve
+from .index.build import build_index, read_corpus
 from .records import Answer
 from .settings import Settings
-from .text import fold as normalise
-from .text import word_bounded
+from .training.calibration import best_threshold, decision_curve
 
 
 def holds_evidence(passage: str, evidence: str) -> bool:
@@ -62,8 +61,7 @@ def _load_jsonl(path: Path) -> list[dict[str, Any]]:
 
 def _source_texts(settings: Settings) -> dict[tuple[str, str], str]:
     return {(a.document.source, a.document.doc_id): a.source_text
-            for a in iter_articles(settings.paths.corpus, warn=lambda _m: None, options=settings.corpus,
-                                   exclude=[settings.paths.index])}
+            for a in read_corpus(settings, lambda _m: None)}
 
 
 def _calibrate(answerable: list[float], unanswerable: list[float]) -> float | None:

@@ -34,20 +34,33 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from .answer import CLOSEST_HEADING
-from .controls import has_unsafe, json_safe, visible
-from .dates import iso_date_parts
+from .answer.compose import CLOSEST_HEADING
+from .common.controls import has_unsafe, json_safe, visible
+from .common.dates import iso_date_parts
+from .common.text import slug
 from .errors import ExportError
 from .records import Answer, Citation
-from .text import slug
 
-FORMATS: dict[str, str] = {
-    "markdown": ".md",
-    "json": ".json",
-    "bibtex": ".bib",
-    "ris": ".ris",
-    "csl-json": ".csl.json",
-}
+@dataclass(frozen=True)
+class ExportFormat:
+    """One export format: its name, file extension, label and media type, and whether it holds only references
+    (then it is empty for an answer without citations)."""
+
+    name: str
+    extension: str
+    label: str
+    mime: str
+    references: bool = False
+
+
+EXPORTS: tuple[ExportFormat, ...] = (
+    ExportFormat("markdown", ".md", "Markdown", "text/markdown"),
+    ExportFormat("json", ".json", "JSON", "application/json"),
+    ExportFormat("bibtex", ".bib", "BibTeX", "application/x-bibtex", references=True),
+    ExportFormat("ris", ".ris", "RIS", "application/x-research-info-systems", references=True),
+    ExportFormat("csl-json", ".csl.json", "CSL-JSON", "application/vnd.citationstyles.csl+json", references=True),
+)
+FORMATS: dict[str, str] = {f.name: f.extension for f in EXPORTS}
 _ALIASES = {"md": "markdown", "bib": "bibtex", "csl": "csl-json", "csljson": "csl-json",
             "csl_json": "csl-json", "csl.json": "csl-json"}
 # Longest first, so that ".csl.json" is tried before ".json".

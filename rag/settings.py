@@ -34,6 +34,8 @@ class CorpusSettings:
                             "skipped with a warning.")
     follow_outside_links: bool = _f(False, "Read files and folders that symbolic links in the corpus point to "
                                     "outside the corpus folder (by default they are skipped with a warning).")
+    min_title_words: int = _f(8, "A one-line paragraph without end punctuation and at least this many words "
+                              "opens a new article in a plain-text archive; shorter ones are subheadings.")
 
     @property
     def max_bytes(self) -> int:
@@ -44,8 +46,6 @@ class CorpusSettings:
 class ChunkingSettings:
     chunk_tokens: int = _f(200, "Largest chunk, in the embedding model's word pieces (capped by its maximum).")
     overlap_tokens: int = _f(32, "Word pieces shared by neighbouring chunks of one article.")
-    min_title_words: int = _f(8, "A one-line paragraph without end punctuation and at least this many words "
-                              "opens a new article in a plain-text archive; shorter ones are subheadings.")
 
 
 @dataclass(frozen=True)
@@ -165,9 +165,9 @@ _CHOICES = {
 # (lowest, highest) accepted for numeric settings; None is unbounded. Floats must also be finite.
 _RANGES: dict[tuple[str, str], tuple[float | None, float | None]] = {
     ("corpus", "max_file_mb"): (0.001, None),
+    ("corpus", "min_title_words"): (1, None),
     ("chunking", "chunk_tokens"): (8, None),
     ("chunking", "overlap_tokens"): (0, None),
-    ("chunking", "min_title_words"): (1, None),
     ("embedding", "batch_size"): (1, 65536),
     ("store", "nlist"): (0, 1 << 20),
     ("store", "nprobe"): (1, 1 << 20),

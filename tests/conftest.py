@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import rag
-from rag.embedding import Passage, Pooled, Tokens
+from rag.index.encoder import Passage, Pooled, Tokens
 from rag.settings import EmbeddingSettings
 
 ROOT = Path(__file__).resolve().parent.parent

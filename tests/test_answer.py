@@ -9,15 +9,16 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-
-import rag
-from rag.answer import (ABSTAIN_TEXT, Candidate, SpanError, check_citation, closest, closest_citations, compose,
-                        expected_type, type_match, unknown_names)
-from rag.engine import Engine
-from rag.records import Chunk, Citation, Hit
-
 from conftest import DATA, indexed
 
+import rag
+from rag.answer.citations import check_citation
+from rag.answer.compose import ABSTAIN_TEXT, closest, closest_citations, compose
+from rag.answer.first_stage import Candidate, unknown_names
+from rag.answer.question import expected_type, type_match
+from rag.engine import Engine
+from rag.errors import SpanError
+from rag.records import Chunk, Citation, Hit
 
 try:  # every test here runs against both stores: the folder index and the same archive in PostgreSQL
     from both_stores import bundled_in_both_stores, engine_in_both_stores  # noqa: F401 (the fixtures)
@@ -146,7 +147,7 @@ def test_expected_type_and_type_match() -> None:
 
 
 def test_compose_attributes_each_quote_and_numbers_markers_in_order() -> None:
-    from rag.answer import Candidate
+    from rag.answer.first_stage import Candidate
 
     first = hit_for(0, len(TEXT), meta={"publisher": "Wire"})
     other = hit_for(0, len(TEXT), doc_id="e", title="Other story")

@@ -8,14 +8,13 @@ import re
 from pathlib import Path
 
 import pytest
+from conftest import BUNDLED, FakeEmbedder
 
 import rag
-from rag.chunking import Chunker
-from rag.embedding import load_embedder
+from rag.index.chunking import Chunker
+from rag.index.encoders import load_embedder
 from rag.records import Chunk, Document
 from rag.settings import ChunkingSettings, EmbeddingSettings
-
-from conftest import BUNDLED, FakeEmbedder
 
 SENTENCE_END = re.compile(r"[.!?…][\"”’)]*$")
 DEFAULTS = ChunkingSettings()

@@ -8,15 +8,14 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import BUNDLED, DATA
 from typer.testing import CliRunner
 
 import rag
-from rag.index import build_lock
 from rag.cli import app
-from rag.index import CURRENT
+from rag.index.folder import build_lock
+from rag.index.folder_files import CURRENT
 from rag.settings import load_settings
-
-from conftest import BUNDLED, DATA
 
 CORPUS = DATA / "corpus"
 

@@ -15,17 +15,17 @@ from pathlib import Path
 
 import bibtexparser
 import pytest
+import rag.index.encoders
 import rispy
+from conftest import DATA, indexed
 from markdown_it import MarkdownIt
 from typer.testing import CliRunner, Result
 
 import rag
-import rag.embedding
+import rag.answer.readers
 import rag.engine
 from rag.cli import app
 from rag.records import METADATA_KEYS
-
-from conftest import DATA, indexed
 
 pytestmark = pytest.mark.slow  # every test here serves the real bundled index with the real model
 
@@ -259,8 +259,8 @@ def test_a_failed_span_check_is_an_error_row_and_the_batch_goes_on(untouched: ra
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """One question whose citation fails the span check, one that is no question: each becomes its own error
     row, and every other question of the batch is answered as usual (exit 0)."""
-    real = rag.engine.load_answer_reader
-    monkeypatch.setattr(rag.engine, "load_answer_reader", lambda setting: SpanPastItsSentence(real(setting), "venue"))
+    real = rag.answer.readers.load_reader
+    monkeypatch.setattr(rag.engine, "load_reader", lambda setting: SpanPastItsSentence(real(setting), "venue"))
     monkeypatch.setattr(rag.engine, "_ENGINES", {})
     monkeypatch.setattr(rag.engine, "_SERVED", {})
     questions = tmp_path / "questions.jsonl"
@@ -279,17 +279,17 @@ def test_a_failed_span_check_is_an_error_row_and_the_batch_goes_on(untouched: ra
 
 def test_a_batch_loads_the_model_once(untouched: rag.Settings, tmp_path: Path,
                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(rag.embedding, "_CACHE", {})
+    monkeypatch.setattr(rag.index.encoders, "_CACHE", {})
     monkeypatch.setattr(rag.engine, "_ENGINES", {})
     monkeypatch.setattr(rag.engine, "_SERVED", {})
     loads: list[str] = []
-    real_create = rag.embedding._create
+    real_create = rag.index.encoders._create
 
     def counting_create(*args: object) -> object:
         loads.append("load")
         return real_create(*args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(rag.embedding, "_create", counting_create)
+    monkeypatch.setattr(rag.index.encoders, "_create", counting_create)
     questions = tmp_path / "q.jsonl"
     questions.write_text("\n".join(BATCH), encoding="utf-8")
     batch_rows(ok(run("ask", "--batch", questions, *paths(untouched))).stdout)

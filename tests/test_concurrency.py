@@ -13,12 +13,11 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import BUNDLED
 
 import rag
-from rag.index import live_generation
-from rag.sentences import sentence_spans
-
-from conftest import BUNDLED
+from rag.index.folder_files import live_generation
+from rag.ingest.sentences import sentence_spans
 
 pytestmark = pytest.mark.slow
 

@@ -9,13 +9,12 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import BUNDLED, DATA
 from typer.testing import CliRunner
 
 import rag
 from rag.cli import app
-from rag.corpus import extract_html
-
-from conftest import BUNDLED, DATA
+from rag.ingest.formats import extract_html
 
 CORPUS = DATA / "corpus"
 STEM = BUNDLED.stem
@@ -82,7 +81,7 @@ SUBHEADINGS_6 = [
 
 def collect(corpus: Path, **kwargs) -> tuple[list[rag.Article], list[str]]:
     warnings: list[str] = []
-    return list(rag.iter_articles(corpus, warnings.append, **kwargs)), warnings
+    return list(rag.iter_articles(corpus, warn=warnings.append, **kwargs)), warnings
 
 
 def inside(spans, start: int, end: int) -> bool:
@@ -424,7 +423,7 @@ def test_broken_html_support_skips_html_files_only(tmp_path: Path, monkeypatch: 
     def broken(_html: str):
         raise ImportError("lxml.html.clean module is now a separate project lxml_html_clean.")
 
-    monkeypatch.setattr("rag.corpus.extract_html", broken)
+    monkeypatch.setattr("rag.ingest.formats.extract_html", broken)
     articles, warnings = collect(corpus)
     assert [a.document.source for a in articles] == ["single.txt"]
     assert len(warnings) == 1 and warnings[0].startswith("page.html: HTML pages cannot be read here")
@@ -457,7 +456,8 @@ def test_min_title_words_decides_what_opens_an_article(tmp_path: Path) -> None:
     (corpus / "a.txt").write_text("Five words make a headline\n\nFirst body.\n\nAnother five word headline here"
                                   "\n\nSecond body.\n", encoding="utf-8")
     assert len(collect(corpus)[0]) == 1  # default: eight words or more
-    assert [a.document.title for a in collect(corpus, min_title_words=5)[0]] == [
+    options = rag.load_settings().update("corpus", min_title_words=5).corpus
+    assert [a.document.title for a in collect(corpus, options=options)[0]] == [
         "Five words make a headline", "Another five word headline here"]
 
 

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+from conftest import make_settings
 
 import rag
-from conftest import make_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "ui" / "app.py"

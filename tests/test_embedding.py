@@ -12,18 +12,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import BUNDLED, FakeEmbedder, corpus_of, make_settings
 from typer.testing import CliRunner
 
 import rag
-from rag.chunking import Chunker
 from rag.cli import app
-from rag.embedding import Passage, Tokens, bundled_model_path, load_embedder, load_tokenizer, max_seq_length
-from rag.index import open_live
-from rag.runtime import CARD, FILES, prepare_encoder
-from rag.sentences import sentence_spans
+from rag.index.chunking import Chunker
+from rag.index.encoder import Passage, Tokens, bundled_model_path, load_tokenizer, max_seq_length
+from rag.index.encoder_onnx import CARD, FILES, prepare_encoder
+from rag.index.encoders import load_embedder
+from rag.index.folder import open_live
+from rag.ingest.sentences import sentence_spans
 from rag.settings import EmbeddingSettings
-
-from conftest import BUNDLED, FakeEmbedder, corpus_of, make_settings
 
 DEFAULT = EmbeddingSettings()
 
@@ -33,7 +33,7 @@ def unit(v: np.ndarray) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def encoders() -> dict[str, rag.embedding.Embedder]:
+def encoders() -> dict[str, rag.index.encoder.Embedder]:
     return {b: load_embedder(replace(DEFAULT, backend=b)) for b in ("torch", "onnx", "onnx-int8")}
 
 
@@ -61,7 +61,7 @@ def test_word_pieces_keep_their_spans_in_the_original_text() -> None:
     """NFKC runs inside the tokenizer, so a ligature, a fraction or a no-break space is read as NFKC makes it
     while every word piece still points at the original characters."""
     folder = bundled_model_path()
-    emb = rag.embedding.TokenEncoder(load_tokenizer(folder), max_seq_length(folder), 8)
+    emb = rag.index.encoder.TokenEncoder(load_tokenizer(folder), max_seq_length(folder), 8)
     text = "The ﬁnance min\u00a0ister said “½ of Café” ①…"
     tokens = emb.tokenize(text)
     pieces = [text[s:e] for s, e in zip(tokens.starts, tokens.ends)]
@@ -285,8 +285,8 @@ def test_an_index_is_refused_by_another_backend_and_rebuilt_by_a_build(tmp_path:
     def no_model(*_a: object, **_k: object) -> None:
         raise AssertionError("the model was loaded for an index it cannot serve")
 
-    monkeypatch.setattr(rag.embedding, "_CACHE", {})
-    monkeypatch.setattr(rag.embedding, "_create", no_model)
+    monkeypatch.setattr(rag.index.encoders, "_CACHE", {})
+    monkeypatch.setattr(rag.index.encoders, "_create", no_model)
     with pytest.raises(rag.IndexMismatch, match=pattern):
         rag.Engine(torch_settings)
     status = rag.index_status(torch_settings)

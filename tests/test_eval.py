@@ -11,13 +11,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import DATA, ROOT
 from typer.testing import CliRunner, Result
 
 import rag
 from rag.cli import app
 from rag.evaluation import _calibrate, _percentile, _qrels, gold_groups, holds_evidence, normalise, quotes_answer
-
-from conftest import DATA, ROOT
 
 QA = DATA / "query" / "qa.jsonl"
 BEIR = DATA / "query" / "beir"

@@ -17,16 +17,15 @@ from typing import Callable
 
 import numpy as np
 import pytest
+from conftest import BUNDLED, ROOT, FakeEmbedder, make_settings
 from typer.testing import CliRunner
 
 import rag
 from rag.cli import app
-from rag.embedding import model_identity
-from rag.files import sha256_file
-from rag.index import CURRENT, MANIFEST, live_generation, open_live
-
-from conftest import BUNDLED, ROOT, FakeEmbedder, make_settings
-
+from rag.common.files import sha256_file
+from rag.index.encoder import model_identity
+from rag.index.folder import open_live
+from rag.index.folder_files import CURRENT, MANIFEST, live_generation
 
 # --- a small index built with the fake encoder, under settings that name a model folder of its own ----------
 # `embedding.model` set to a folder with a config.json gives the model id that FakeEmbedder records, so
@@ -268,10 +267,10 @@ RUNNER = textwrap.dedent("""
     import sys, time
     sys.path[:0] = [{root!r}, {tests!r}]
     import rag
-    import rag.build as B
-    import rag.index as I
+    import rag.index.build as B
+    import rag.index.folder as I
     from conftest import FakeEmbedder
-    from rag.embedding import model_identity
+    from rag.index.encoder import model_identity
 
     corpus, index, model, pause, delay = sys.argv[1:6]
     seen = {{}}
@@ -306,8 +305,8 @@ RUNNER = textwrap.dedent("""
     around(I.Lexical, "save", "bm25-save")
     around(I, "atomic_write_text", lambda path, text: f"write-{{path.name}}",
            lambda path, text: f"written-{{path.name}}")
-    generation_open = I.Generation.open
-    I.Generation.open = lambda *a, **k: (stage("open"), generation_open(*a, **k))[1]
+    generation_open = I.FolderSnapshot.open
+    I.FolderSnapshot.open = lambda *a, **k: (stage("open"), generation_open(*a, **k))[1]
 
     settings = rag.load_settings(env={{}}).with_paths(corpus, index).update("embedding", model=model)
     stage("ready")

@@ -18,15 +18,14 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import DATA, ROOT, FakeEmbedder, make_settings
 from typer.testing import CliRunner
 
 import rag
 from rag.cli import app
-from rag.corpus import slugify
-from rag.embedding import model_identity
-from rag.index import CURRENT, MARK, live_generation
-
-from conftest import DATA, ROOT, FakeEmbedder, make_settings
+from rag.index.encoder import model_identity
+from rag.index.folder_files import CURRENT, MARK, live_generation
+from rag.ingest.segment import slugify
 
 CORPUS = DATA / "corpus"
 SECRET = "ZEBRAFISH-7731 root:x:0:0 the outside secret"
@@ -512,13 +511,13 @@ def test_an_index_inside_the_corpus_is_not_read_as_articles(tmp_path: Path, fake
 DISK_RUNNER = textwrap.dedent("""
     import resource, signal, sys
     sys.path[:0] = [{root!r}, {tests!r}]
-    import rag.build
+    import rag.index.build
     from conftest import FakeEmbedder
-    from rag.embedding import model_identity
+    from rag.index.encoder import model_identity
     from rag.cli import main
 
     limit, dim, model = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-    rag.build.load_embedder = lambda *_a: FakeEmbedder(dimension=dim, model_id=model_identity(model)[0])
+    rag.index.build.load_embedder = lambda *_a: FakeEmbedder(dimension=dim, model_id=model_identity(model)[0])
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG, as on a full disk
     resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
     sys.argv = ["rag"] + sys.argv[4:]

@@ -11,15 +11,14 @@ import tracemalloc
 from dataclasses import replace
 
 import pytest
+from test_llm import FATALITIES, HITS, QUESTION, SOURCE, make_hit
 from typer.testing import CliRunner
 
 import rag
+from rag.answer.llm import MAX_REPLY_BYTES, ask_llm, check_reply
 from rag.cli import app
 from rag.errors import LLMUnavailable
-from rag.llm import MAX_REPLY_BYTES, ask_llm, check_reply
 from rag.settings import LLMSettings
-
-from test_llm import FATALITIES, HITS, QUESTION, SOURCE, make_hit
 
 try:
     from openai_stub import OpenAIStub, openai_stub  # noqa: F401 (the fixture)

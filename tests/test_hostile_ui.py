@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 
 import pytest
-
-import rag
 from test_e2e import _free_port, _wait_healthy
 from test_ui import APP, AVIATION, app_for, ask, click, run, texts, tiny_corpus, unmd
+
+import rag
 
 UNEXPECTED = ("Something went wrong while answering this question (ZeroDivisionError); the details are in the "
               "server's log. Try again; if it keeps happening, rebuild the index (rag index build) or report the log.")

@@ -12,17 +12,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-import rag
-import rag.build
-from rag.index import build_lock
-from rag.embedding import load_embedder
-from rag.index import CURRENT, LOCK, MANIFEST, MARK, Generation, live_generation, open_live
-from rag.settings import EmbeddingSettings
-from rag.manifest import Counts
-
+import rag.index.build
 from conftest import BUNDLED, DATA, FakeEmbedder, corpus_of, make_settings
 from test_corpus import related_regions
+
+import rag
+from rag.index.encoders import load_embedder
+from rag.index.folder import FolderSnapshot, build_lock, open_live
+from rag.index.folder_files import CURRENT, LOCK, MANIFEST, MARK, live_generation
+from rag.index.manifest import Counts
+from rag.settings import EmbeddingSettings
 
 
 class RecordingEmbedder(FakeEmbedder):
@@ -69,19 +68,19 @@ def generations(root: Path) -> list[str]:
     return sorted(p.name for p in root.iterdir() if p.name.startswith("gen-"))
 
 
-def chunks_of(gen: Generation) -> dict[str, tuple[rag.Chunk, int]]:
+def chunks_of(gen: FolderSnapshot) -> dict[str, tuple[rag.Chunk, int]]:
     rows = gen.chunks(list(range(gen.manifest.counts.chunks)))
     return {chunk.chunk_id: (chunk, row) for row, (chunk, _doc_row) in rows.items()}
 
 
-def doc_texts(gen: Generation, doc_id: str) -> list[str]:
+def doc_texts(gen: FolderSnapshot, doc_id: str) -> list[str]:
     """The chunk texts of one document of a generation: what the encoder reads (sentences are pooled from
     their chunks' pass)."""
     row = gen.document(doc_id)
     return [c.text for c, _ in gen.chunks(list(range(*row.chunks))).values()]
 
 
-def check_offsets(gen: Generation, corpus: Path) -> None:
+def check_offsets(gen: FolderSnapshot, corpus: Path) -> None:
     """Every stored article, chunk and sentence offset indexes its source text exactly."""
     texts: dict[tuple[str, str], str] = {}
     for row in gen.documents():
@@ -123,7 +122,7 @@ def test_unchanged_rebuild_embeds_nothing(settings: rag.Settings) -> None:
     assert emb.encoded == 0 and emb.texts == []
     assert not again.full and again.full_reason is None
     assert again.index != first.index
-    old, new = Generation.open(Path(first.index)), Generation.open(Path(again.index))
+    old, new = FolderSnapshot.open(Path(first.index)), FolderSnapshot.open(Path(again.index))
     assert np.array_equal(np.asarray(old.chunk_matrix), np.asarray(new.chunk_matrix))
     assert np.array_equal(np.asarray(old.sentence_matrix), np.asarray(new.sentence_matrix))
     assert {k: v[0] for k, v in chunks_of(old).items()} == {k: v[0] for k, v in chunks_of(new).items()}
@@ -138,21 +137,21 @@ def test_unchanged_articles_are_looked_up_and_carried_in_groups(settings: rag.Se
     first, _ = build(settings)
     calls: Counter[str] = Counter()
     for name in ("documents_named", "chunks", "sentences_in", "chunk_vectors", "sentence_vectors"):
-        original = getattr(Generation, name)
+        original = getattr(FolderSnapshot, name)
 
         def counted(self, *args, _name=name, _original=original, **kwargs):  # type: ignore[no-untyped-def]
             if str(self.path) == first.index:
                 calls[_name] += 1
             return _original(self, *args, **kwargs)
 
-        monkeypatch.setattr(Generation, name, counted)
-    monkeypatch.setattr(rag.build, "CARRY_BATCH", 5)
+        monkeypatch.setattr(FolderSnapshot, name, counted)
+    monkeypatch.setattr(rag.index.build, "CARRY_BATCH", 5)
     again, _ = build(settings)
     assert again.unchanged == 23 and again.chunks_reused == first.chunks
     groups = -(-23 // 5)
     assert calls["documents_named"] == calls["chunks"] == calls["sentences_in"] == calls["sentence_vectors"] == groups
     assert calls["chunk_vectors"] == groups  # the group's rows are consecutive in the live generation: one run
-    gen, old = open_live(settings.paths.index), Generation.open(Path(first.index))
+    gen, old = open_live(settings.paths.index), FolderSnapshot.open(Path(first.index))
     check_offsets(gen, settings.paths.corpus)
     assert np.array_equal(np.asarray(gen.chunk_matrix), np.asarray(old.chunk_matrix))
     assert np.array_equal(np.asarray(gen.sentence_matrix), np.asarray(old.sentence_matrix))
@@ -179,7 +178,7 @@ def test_editing_one_article_embeds_only_that_article(settings: rag.Settings) ->
     assert report.chunks_reused == report.chunks - report.chunks_embedded
     # the articles after the edit moved in the file: their reused chunks and sentences were shifted exactly
     check_offsets(gen, settings.paths.corpus)
-    old = Generation.open(Path(first.index))
+    old = FolderSnapshot.open(Path(first.index))
     old_chunks, new_chunks = chunks_of(old), chunks_of(gen)
     later = f"{BUNDLED.stem}/foreign-troops-would-be-treated-as-legitimate-targets-if-dep#0"
     assert new_chunks[later][0].start == old_chunks[later][0].start + len(", speaking on Friday, firmly")
@@ -249,7 +248,7 @@ def test_unusable_previous_index_means_a_full_rebuild(settings: rag.Settings) ->
     report, _ = build(settings)
     assert report.full and report.full_reason.startswith("the previous index is unusable (")
     assert report.chunks_embedded == report.chunks
-    rag.index.open_live(settings.paths.index).close()
+    open_live(settings.paths.index).close()
 
 
 # --- the generation lifecycle -------------------------------------------------------------------------------
@@ -267,7 +266,7 @@ def test_current_names_a_complete_generation_and_the_previous_one_is_kept(settin
     third, _ = build(settings)
     assert generations(root) == sorted([Path(second.index).name, Path(third.index).name])
     for name in generations(root):
-        gen = Generation.open(root / name)  # both are complete and verify
+        gen = FolderSnapshot.open(root / name)  # both are complete and verify
         assert (root / name / MANIFEST).exists()
         gen.close()
     assert sorted(p.name for p in root.iterdir()) == sorted(generations(root) + [CURRENT, LOCK])

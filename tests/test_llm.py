@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from rag.answer.llm import LLMReply, ask_llm, build_messages, check_reply
 from rag.errors import LLMUnavailable, SpanError
-from rag.llm import LLMReply, ask_llm, build_messages, check_reply
 from rag.records import Chunk, Hit
 from rag.settings import LLMSettings
 

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from conftest import BUNDLED, DATA, ROOT, FakeEmbedder, corpus_of, make_settings, on_postgres
 from typer.testing import CliRunner
 
 import rag
-from conftest import BUNDLED, DATA, ROOT, FakeEmbedder, corpus_of, make_settings, on_postgres
 from rag.cli import app
-from rag.store import open_store
+from rag.index.stores import open_store
 
 pytestmark = pytest.mark.slow
 
@@ -185,7 +185,7 @@ def test_a_second_build_fails_fast_while_one_holds_the_lock(tmp_path: Path, pg_u
 KILLED_BUILD = textwrap.dedent("""
     import sys, time
     sys.path[:0] = [{root!r}, {tests!r}]
-    import rag, rag.postgres as P
+    import rag, rag.index.postgres as P
     from conftest import FakeEmbedder
     add = P.PostgresWriter.add
     def slow_add(self, batch):
@@ -193,8 +193,8 @@ KILLED_BUILD = textwrap.dedent("""
         print("ADDED", flush=True)
         time.sleep(0.5)
     P.PostgresWriter.add = slow_add
-    import rag.build
-    rag.build._EMBED_BATCH = 1
+    import rag.index.build
+    rag.index.build._EMBED_BATCH = 1
     settings = rag.load_settings(env={{}}).with_paths(sys.argv[1], sys.argv[2]).update(
         "store", backend="postgres", url=sys.argv[3], namespace=sys.argv[4])
     rag.build_index(settings, embedder=FakeEmbedder())

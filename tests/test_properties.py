@@ -20,10 +20,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import rag
-from rag.controls import visible
+from rag.common.controls import visible
 from rag.export import FORMATS, export_answers, write_export
+from rag.ingest.sentences import MAX_PIECE, pieces, sentence_spans
 from rag.records import Answer, Chunk, Citation, Hit
-from rag.sentences import MAX_PIECE, pieces, sentence_spans
 
 settings.register_profile("default", derandomize=True, deadline=None, max_examples=120,
                           suppress_health_check=[HealthCheck.too_slow])
@@ -48,7 +48,7 @@ def read(files: dict[str, bytes]) -> tuple[list[rag.Article], list[str], Path]:
     for name, data in files.items():
         (folder / name).write_bytes(data)
     warnings: list[str] = []
-    return list(rag.iter_articles(folder, warnings.append)), warnings, folder
+    return list(rag.iter_articles(folder, warn=warnings.append)), warnings, folder
 
 
 def check_article(article: rag.Article) -> None:

@@ -9,18 +9,18 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import BUNDLED, DATA, make_settings
 from typer.testing import CliRunner, Result
 
 import rag
-from rag.answer import with_speaker
+from rag.answer.compose import with_speaker
+from rag.answer.question import parts, reading_questions
+from rag.answer.reader_features import PairEncoder, best_span, token_span
+from rag.answer.reader_onnx import CARD_FILE, MODEL_DIR, MODEL_FILE
+from rag.answer.reader_onnx import OnnxReader as Reader
+from rag.answer.readers import load_reader
 from rag.cli import app
-from rag.question import parts, reading_questions
-from rag.reader.features import PairEncoder, best_span, token_span
-from rag.reader.runtime import CARD_FILE, MODEL_DIR, MODEL_FILE, Reader, load_reader
-from rag.reader.train import auroc, best_threshold, decision_curve, platt
-
-from conftest import BUNDLED, DATA, make_settings
-
+from rag.training.calibration import auroc, best_threshold, decision_curve, platt
 
 try:  # every test here runs against both stores: the folder index and the same archive in PostgreSQL
     from both_stores import bundled_in_both_stores, engine_in_both_stores  # noqa: F401 (the fixtures)
@@ -78,7 +78,7 @@ def test_decision_curve_and_calibration() -> None:
 
 
 def test_pair_encoding_maps_tokens_back_to_exact_characters() -> None:
-    encoder = PairEncoder(rag.embedding.bundled_model_path() / "tokenizer.json", max_length=64)
+    encoder = PairEncoder(rag.index.encoder.bundled_model_path() / "tokenizer.json", max_length=64)
     text = "In\u00a0a France Info interview, Kiev said it had recorded 55,000 fatalities – ﬁgures rose."
     [e] = encoder.encode(encoder.questions(["How many died?"]), [text])
     assert e.ids[0] == encoder.cls and e.ids[e.context_start - 1] == encoder.sep and e.ids[-1] == encoder.sep
@@ -201,7 +201,7 @@ def test_on_topic_questions_the_archive_cannot_answer_are_abstained_on(engine: r
                                                                        question: str) -> None:
     answer = engine.ask(question)
     assert answer.abstained, answer.text
-    assert answer.text in (rag.answer.ABSTAIN_TEXT, rag.answer.UNSURE_TEXT) and not answer.citations
+    assert answer.text in (rag.answer.compose.ABSTAIN_TEXT, rag.answer.compose.UNSURE_TEXT) and not answer.citations
     assert answer.passages  # the closest passages are still shown
     assert answer.confidence is not None and answer.confidence < 0.5
     assert all(c.confidence is not None and c.confidence < 0.5 for c in answer.closest)
@@ -220,11 +220,11 @@ def test_an_unsure_reader_shows_the_closest_sentences_as_exact_spans_not_citatio
     if not answer.abstained:  # a better reader may answer it: then the answer must be quoted
         assert any(answer_text in c.quote for c in answer.citations), answer.text
         return
-    assert answer.text == rag.answer.UNSURE_TEXT and not answer.citations
-    assert 1 <= len(answer.closest) <= rag.answer.CLOSEST
+    assert answer.text == rag.answer.compose.UNSURE_TEXT and not answer.citations
+    assert 1 <= len(answer.closest) <= rag.answer.compose.CLOSEST
     assert [c.n for c in answer.closest] == list(range(1, len(answer.closest) + 1))
     confidences = [c.confidence for c in answer.closest]
-    assert all(c is not None and rag.answer.CLOSEST_FLOOR <= c < bundled_index.answer.reader_threshold
+    assert all(c is not None and rag.answer.compose.CLOSEST_FLOOR <= c < bundled_index.answer.reader_threshold
                for c in confidences)
     assert confidences == sorted(confidences, reverse=True)  # type: ignore[type-var]
     assert len({(c.doc_id, c.start) for c in answer.closest}) == len(answer.closest)
@@ -242,7 +242,7 @@ def test_an_unsure_reader_shows_the_closest_sentences_as_exact_spans_not_citatio
 @pytest.mark.slow
 def test_an_off_topic_question_shows_no_closest_sentences(engine: rag.Engine) -> None:
     answer = engine.ask("What is the boiling point of water at sea level?")
-    assert answer.abstained and answer.text == rag.answer.ABSTAIN_TEXT
+    assert answer.abstained and answer.text == rag.answer.compose.ABSTAIN_TEXT
     assert answer.closest == () and answer.to_dict()["closest"] == []
 
 
@@ -267,7 +267,7 @@ def test_a_pronoun_speaker_is_named_by_the_sentence_before(bundled_index: rag.Se
                      if gen.chunks([r])[r][0].start <= start and end <= gen.chunks([r])[r][0].end)
     chunk = gen.chunks([chunk_row])[chunk_row][0]
     hit = rag.Hit(1, chunk, doc.document.title, doc.document.source, 1.0)
-    cand = rag.answer.Candidate(hit, start, end, text[start:end], 0.5, 0.5, 0.5, 0.5, 0.0, False)
+    cand = rag.answer.first_stage.Candidate(hit, start, end, text[start:end], 0.5, 0.5, 0.5, 0.5, 0.0, False)
     s, e = with_speaker(gen, cand)
     assert e == end and s < start
     assert "Lavrov" in text[s:start]

@@ -8,15 +8,13 @@ import json
 from pathlib import Path
 
 import pytest
-
-import rag
-from rag.engine import Engine
-from rag.index import BM25_DIR, live_generation, read_manifest
-from rag.lexical import Lexical
-from rag.retrieval import fuse, near_duplicate
-
 from conftest import BUNDLED, DATA, FakeEmbedder, corpus_of, make_settings
 
+import rag
+from rag.answer.retrieval import fuse, near_duplicate
+from rag.engine import Engine
+from rag.index.folder_files import BM25_DIR, live_generation, read_manifest
+from rag.index.lexical import Lexical
 
 try:  # every test here runs against both stores: the folder index and the same archive in PostgreSQL
     from both_stores import bundled_in_both_stores, engine_in_both_stores  # noqa: F401 (the fixtures)
@@ -254,13 +252,13 @@ def test_a_missing_index_is_reported(tmp_path: Path) -> None:
 
 def test_the_public_api_reports_a_missing_index_without_loading_the_model(tmp_path: Path,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    import rag.embedding
+    import rag.index.encoders
 
     def no_model(*_a: object, **_k: object) -> None:
         raise AssertionError("the model was loaded for an index that does not exist")
 
-    monkeypatch.setattr(rag.embedding, "_CACHE", {})
-    monkeypatch.setattr(rag.embedding, "_create", no_model)
+    monkeypatch.setattr(rag.index.encoders, "_CACHE", {})
+    monkeypatch.setattr(rag.index.encoders, "_create", no_model)
     for call in (rag.search, rag.ask):
         with pytest.raises(rag.IndexMissing, match=r"No index yet in .*nowhere\. Build one with: rag index build"):
             call("gates", index=tmp_path / "nowhere")  # type: ignore[operator]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rag.sentences import sentence_spans
+from rag.ingest.sentences import sentence_spans
 
 
 def texts(text: str, start: int = 0, end: int | None = None) -> list[str]:

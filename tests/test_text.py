@@ -1,5 +1,5 @@
-"""One home each for text normalisation, stop words and terms (rag.text), dates (rag.dates) and citation spans
-(rag.citations): the behaviour of each, and the places that must agree with each other (the index's BM25 terms
+"""One home each for text normalisation, stop words and terms (rag.common.text), dates (rag.common.dates) and citation spans
+(rag.answer.citations): the behaviour of each, and the places that must agree with each other (the index's BM25 terms
 and the query's, the date the index stores and the date a filter asks for, the check a citation gets in every
 answer mode)."""
 
@@ -13,22 +13,21 @@ import unicodedata
 from pathlib import Path
 
 import pytest
+from conftest import FakeEmbedder, make_settings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import rag
-from rag.citations import check_citation, check_quote, cite, exact_span, quote_in_passage, span_problem
-from rag.corpus import slugify
-from rag.dates import date_filter, iso_date_parts, normalise_date, real_date
+from rag.answer.citations import check_citation, check_quote, cite, exact_span, quote_in_passage, span_problem
+from rag.answer.retrieval import _shingles
+from rag.common.dates import date_filter, iso_date_parts, normalise_date, real_date
+from rag.common.text import REPORTING_WORDS, STOPWORDS, claim_words, content_terms, fold, normalise, slug, words
 from rag.engine import Engine
 from rag.errors import BadQuestion, SpanError
 from rag.export import _slug as export_key
-from rag.lexical import Lexical
+from rag.index.lexical import Lexical
+from rag.ingest.segment import slugify
 from rag.records import Chunk, Citation, Hit
-from rag.retrieval import _shingles
-from rag.text import (REPORTING_WORDS, STOPWORDS, claim_words, content_terms, fold, normalise, slug, words)
-
-from conftest import FakeEmbedder, make_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 TRICKY = [
@@ -75,7 +74,7 @@ def test_bm25_indexes_exactly_the_terms_a_query_is_read_as(extra: list[str]) -> 
 
 
 def test_stop_words_are_one_list_for_bm25_the_reader_and_the_claim_check() -> None:
-    assert rag.lexical.STOPWORDS == sorted(STOPWORDS)  # what bm25s is given, and what the manifest names
+    assert rag.index.lexical.STOPWORDS == sorted(STOPWORDS)  # what bm25s is given, and what the manifest names
     assert content_terms(" ".join(sorted(STOPWORDS))) == []
     assert claim_words(" ".join(sorted(STOPWORDS | REPORTING_WORDS))) == []
     # reporting words are left out of the claim check only: BM25 (and so every built index) still sees them
@@ -252,22 +251,23 @@ def code_of(path: Path) -> str:
 
 def test_every_answer_mode_checks_spans_with_the_one_checker() -> None:
     """No second span check is left to drift: the extractive answer, the language-model answer and the
-    evaluation all take theirs from rag.citations, and no module outside rag/text.py normalises text."""
-    import rag.answer
-    import rag.engine
-    import rag.llm
+    evaluation all take theirs from rag.answer.citations, and no module outside rag/common/text.py normalises text."""
+    import rag.answer.llm
 
-    assert rag.answer.check_citation is check_citation and rag.llm.check_citation is check_citation
+    import rag.answer.compose
+    import rag.engine
+
+    assert rag.answer.compose.check_quote is check_quote and rag.answer.llm.check_citation is check_citation
     assert rag.engine._check_date is date_filter
     sources = {p.relative_to(ROOT).as_posix(): code_of(p)
                for folder in ("rag", "ui", "benchmarks") for p in (ROOT / folder).rglob("*.py")}
-    assert "rag/citations.py" in sources and "ui/chat_html.py" in sources
+    assert "rag/answer/citations.py" in sources and "ui/chat_html.py" in sources
     for name, source in sources.items():
-        if name != "rag/text.py":
+        if name != "rag/common/text.py":
             assert not re.search(r"\bnormalize\b", source), f"{name} normalises text itself"
-        if name != "rag/dates.py":
+        if name != "rag/common/dates.py":
             assert "strptime" not in source, f"{name} parses dates itself"
-        if name != "rag/citations.py":
+        if name != "rag/answer/citations.py":
             assert not re.search(r"[!=]=\s*(?:\w+\s*\.\s*)*quote\b|\bquote\s*[!=]=", source), \
                 f"{name} checks a quote against its source itself"
         assert "raise AssertionError" not in source, f"{name} raises AssertionError instead of its own error"

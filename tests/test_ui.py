@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 import streamlit as st
+from conftest import make_settings
 from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 
 import rag
-from conftest import make_settings
 
 try:
     from openai_stub import OpenAIStub, openai_stub  # noqa: F401 (the fixture)

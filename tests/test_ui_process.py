@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
+from conftest import make_settings
 
 import rag
-from rag.index import build_lock
-from conftest import make_settings
+from rag.index.folder import build_lock
 
 ROOT = Path(__file__).resolve().parent.parent
 UI = ROOT / "ui"

@@ -19,14 +19,10 @@ import streamlit as st
 import rag
 from build_job import BuildJob, BuildJobs
 from chat_html import STYLE, answer_html, documents_html, passage_card_html, question_html, sources_html
-from rag import EXPORT_FORMATS, export_answers
+from rag import EXPORTS, export_answers
 
 st.set_page_config(page_title="News archive assistant", page_icon="📰")
 
-LABELS = {"markdown": "Markdown", "json": "JSON", "bibtex": "BibTeX", "ris": "RIS", "csl-json": "CSL-JSON"}
-MIMES = {"markdown": "text/markdown", "json": "application/json", "bibtex": "application/x-bibtex",
-         "ris": "application/x-research-info-systems", "csl-json": "application/vnd.citationstyles.csl+json"}
-REFERENCE_FORMATS = {"bibtex", "ris", "csl-json"}  # empty for answers without citations
 PROBLEMS = {  # problem kind -> (what it means, label of the button that fixes it)
     "IndexMissing": (None, "Build the index"),
     "IndexMismatch": ("The index was built with another embedding model or index format than the settings use.",
@@ -77,15 +73,13 @@ def corpus_problem(settings: rag.Settings) -> str | None:
         return (f"Corpus folder {corpus} does not exist. Create it and put articles in it (.txt, .md, .jsonl or "
                 "HTML files), or start the app with: rag ui --corpus FOLDER. Then reload this page.")
     try:
-        first = next(rag.iter_articles(corpus, lambda _msg: None, settings.chunking.min_title_words,
-                                       options=settings.corpus, exclude=[settings.paths.index]), None)
+        first = next(rag.read_corpus(settings, lambda _msg: None), None)
     except rag.RagError as exc:
         return str(exc)
     except Exception as exc:  # noqa: BLE001 - shown as one message, logged in full
         return unexpected(exc, "reading the corpus folder")
     if first is None:
-        return (f"Corpus folder {corpus} holds no articles. Add .txt, .md, .jsonl or .html files to it, "
-                "then reload this page.")
+        return str(rag.no_articles(corpus, ", then reload this page"))
     return None
 
 
@@ -146,13 +140,13 @@ def download_row(answers: list[rag.Answer], stem: str, key: str) -> None:
     """One download button per export format (reference formats only when something is cited)."""
     cited = any(a.citations for a in answers)
     with st.container(horizontal=True, gap="small"):
-        for fmt, ext in EXPORT_FORMATS.items():
-            if fmt in REFERENCE_FORMATS and not cited:
+        for fmt in EXPORTS:
+            if fmt.references and not cited:
                 continue
-            data = export_text(answers, fmt)
+            data = export_text(answers, fmt.name)
             if data is not None:
-                st.download_button(LABELS.get(fmt, fmt), data, file_name=f"{stem}{ext}", mime=MIMES.get(fmt),
-                                   key=f"{key}-{fmt}", on_click="ignore", icon=":material/download:")
+                st.download_button(fmt.label, data, file_name=f"{stem}{fmt.extension}", mime=fmt.mime,
+                                   key=f"{key}-{fmt.name}", on_click="ignore", icon=":material/download:")
 
 
 def ask(question: str) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""Shared rules every stage uses: text normalisation, dates, files written atomically, control characters."""
