@@ -2,9 +2,9 @@
 passages are encoded in batches of similar length; one forward pass over a chunk gives the chunk's vector
 (mean of its token vectors) and the vectors of the sentences inside it (mean of their tokens' vectors).
 
-Backends (`embedding.backend`): ONNX Runtime, int8 or fp32 (`encoder_onnx`, the only onnxruntime import), and
-sentence-transformers on torch (`encoder_torch`, the only torch import); `encoders` picks one. This module
-imports neither."""
+Backends (`embedding.backend`): ONNX Runtime, int8 or fp32 (`encoder_onnx`), and sentence-transformers on
+torch (`encoder_torch`, the only torch import on the query side, used only when that backend is chosen or an
+ONNX encoder is derived); `encoders` picks one. This module imports neither."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The torch backend (`embedding.backend = "torch"`): the sentence-transformers model as it is, and the export of
-its transformer to ONNX for rag/runtime.py. The only module that imports torch and sentence-transformers."""
+its transformer to ONNX for `encoder_onnx`. The only module that imports torch and sentence-transformers."""
 
 from __future__ import annotations
 

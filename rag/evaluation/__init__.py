@@ -13,16 +13,16 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .answer.citations import exact_span
-from .common.files import sha256_file
-from .common.text import fold as normalise
-from .common.text import word_bounded
-from .engine import Engine, get_engine
-from .errors import BadQuestion, RagError
-from .index.build import build_index, read_corpus
-from .records import Answer
-from .settings import Settings
-from .training.calibration import best_threshold, decision_curve
+from ..answer.citations import exact_span
+from ..common.files import sha256_file
+from ..common.text import fold as normalise
+from ..common.text import word_bounded
+from ..engine import Engine, get_engine
+from ..errors import BadQuestion, RagError
+from ..index.build import build_index, read_corpus
+from ..records import Answer
+from ..settings import Settings
+from ..training.calibration import best_threshold, decision_curve
 
 
 def holds_evidence(passage: str, evidence: str) -> bool:
