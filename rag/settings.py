@@ -235,6 +235,10 @@ def _coerce(section: str, name: str, kind: Any, value: Any, origin: str) -> Any:
     return result
 
 
+# settings that moved to another section, and where to
+_MOVED = {("chunking", "min_title_words"): "corpus.min_title_words"}
+
+
 def _apply(settings: Settings, data: Mapping[str, Any], origin: str) -> Settings:
     sections = {f.name: f for f in fields(Settings)}
     for section, values in data.items():
@@ -248,6 +252,9 @@ def _apply(settings: Settings, data: Mapping[str, Any], origin: str) -> Settings
         known = {f.name: f for f in fields(current)}
         changes = {}
         for name, value in values.items():
+            if (section, name) in _MOVED:
+                raise SettingsError(f"Setting {section}.{name} in {origin} is now {_MOVED[section, name]}: "
+                                    "rename it there.")
             if name not in known:
                 raise SettingsError(
                     f"Unknown setting {section}.{name} in {origin}; known: {', '.join(known)}."

