@@ -20,8 +20,9 @@ from .errors import CorpusEmpty
 from .records import METADATA_KEYS, Document
 from .segment import merge_spans, paragraphs, segment_text, slugify
 from .settings import CorpusSettings
-from .sources import (HTML_SUFFIXES, JSONL_SUFFIXES, SIDECAR, SIDECAR_MAX_BYTES, SUPPORTED, TEXT_SUFFIXES,
-                      SourceFile, Walk, is_sidecar, open_source, read_bounded)
+from .sources import (FEED_SUFFIXES, HTML_SUFFIXES, JSONL_SUFFIXES, SIDECAR, SIDECAR_MAX_BYTES, SUPPORTED,
+                      TEXT_SUFFIXES, WARC_SUFFIXES, SourceFile, Walk, is_sidecar, open_source, read_bounded,
+                      suffix_of)
 
 __all__ = ["Article", "extract_html", "iter_articles", "load_documents", "paragraphs", "segment_text", "slugify",
            "source_text"]
@@ -223,7 +224,7 @@ class _Reader:
                     except OSError:
                         pass
                 continue
-            suffix = path.suffix.lower()
+            suffix = suffix_of(path)
             if suffix not in SUPPORTED:
                 self.warn(f"{rel}: unsupported file type {suffix or '(none)'}, skipped. Supported: "
                           f"{', '.join(sorted(SUPPORTED))}.")
@@ -235,7 +236,18 @@ class _Reader:
             if suffix in JSONL_SUFFIXES:
                 yield from self.jsonl(path, rel, self.sidecar(path))
                 continue
+            if suffix in WARC_SUFFIXES:
+                from .warc import warc_articles
+                yield from warc_articles(self, path, rel, self.sidecar(path))
+                continue
             data = self._read(path, rel, self.max_bytes)
+            if data is not None and suffix in FEED_SUFFIXES:
+                from .feeds import feed_articles, looks_like_feed
+                if suffix != ".xml" or looks_like_feed(data):
+                    yield from feed_articles(self, rel, data, self.sidecar(path))
+                else:
+                    self.warn(f"{rel}: an XML file that is not an RSS or Atom feed, skipped.")
+                continue
             text = None if data is None else self._decode(data, rel)
             if text is None:
                 continue
@@ -424,7 +436,7 @@ def load_documents(corpus: Path, warn: Warn | None = None, min_title_words: int 
     docs = [a.document for a in iter_articles(corpus, warn, min_title_words, options=options, exclude=exclude)]
     if not docs:
         raise CorpusEmpty(
-            f"Corpus folder {corpus} holds no articles. Add .txt, .md, .jsonl or .html files to it."
+            f"Corpus folder {corpus} holds no articles. Add .txt, .md, .jsonl, .html, feed (.rss, .atom) or web archive (.warc, .warc.gz) files to it."
         )
     return docs
 
