@@ -127,8 +127,10 @@ def feed_articles(reader: "_Reader", rel: str, data: bytes, meta: dict[str, str]
         if doc_id is None:
             continue
         authors = _authors(entry)
-        found = {**feed_meta, "url": link or None, "date": _date(entry), "author": authors or None}
-        metadata = {**meta, **reader.metadata(found, list(found), where)}
+        found = {"url": link or None, "date": _date(entry), "author": authors or None}
+        # the feed's own values < the sidecar's < the item's
+        metadata = {**reader.metadata(feed_meta, list(feed_meta), rel), **meta,
+                    **reader.metadata(found, list(found), where)}
         spans = merge_spans(paragraphs(body), body)
         document = Document(doc_id, title or link or doc_id, rel, 0, len(body), spans, metadata)
         yield Article(document, body, n / len(entries))

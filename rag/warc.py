@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from .store import DocRow, Snapshot
 
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
-_SKIPPED = {"redirect": "redirect(s)", "non-html": "non-HTML response(s)", "error": "error response(s) (4xx/5xx)",
+_SKIPPED = {"unreadable": "record(s) with no readable HTTP response", "redirect": "redirect(s)", "non-html": "non-HTML response(s)", "error": "error response(s) (4xx/5xx)",
             "older": "older capture(s) of a URL captured again (the latest is kept)",
             "large": "page(s) over the size limit (corpus.max_file_mb)", "empty": "page(s) with no article text",
             "repeated": "page(s) already read from another file"}
@@ -88,7 +88,9 @@ def _survey(handle: BinaryIO, limit: int) -> tuple[dict[str, _Capture], Counter[
             continue
         url = record.rec_headers.get_header("WARC-Target-URI") or ""
         status, media = _http(record)
-        if 300 <= status < 400:
+        if status == 0:
+            skipped["unreadable"] += 1
+        elif 300 <= status < 400:
             skipped["redirect"] += 1
         elif status >= 400 or not 200 <= status < 300:
             skipped["error"] += 1
