@@ -6,6 +6,7 @@ date renders as the style says ("n.d.", the title in the author's place), never 
 from __future__ import annotations
 
 import datetime
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -52,6 +53,15 @@ def _style(path: str, mtime_ns: int) -> Any:
                           "Give a CSL 1.0 style file.") from exc
 
 
+def _once(text: str, title: str) -> str:
+    """`text` with a second rendering of `title` removed: with no author, a style puts the title in the author's
+    place, and citeproc-py does not then suppress it where the title would stand."""
+    if not title.strip():
+        return text
+    found = list(re.finditer(r"[“\"‘]?" + re.escape(title) + r"[.,]?[”\"’]?[.,]?\s*", text, re.I))
+    return text[:found[1].start()] + text[found[1].end():] if len(found) > 1 else text
+
+
 def _render(style: Any, item: dict[str, Any]) -> str:
     from citeproc import Citation, CitationItem, CitationStylesBibliography, formatter
     from citeproc.source.json import CiteProcJSON
@@ -59,7 +69,10 @@ def _render(style: Any, item: dict[str, Any]) -> str:
     item = {k: v for k, v in item.items() if k != "note"}  # the export's note (quote, offsets) is not a reference
     bibliography = CitationStylesBibliography(style, CiteProcJSON([item]), formatter.plain)
     bibliography.register(Citation([CitationItem(item["id"])]))
-    return " ".join("".join(str(entry) for entry in bibliography.bibliography()).split())
+    text = " ".join("".join(str(entry) for entry in bibliography.bibliography()).split())
+    if not item.get("edition"):  # citeproc-py prints Chicago's edition label with no edition to label
+        text = re.sub(r"[.,] Edition\.", ".", text)
+    return text if item.get("author") else _once(text, str(item.get("title") or ""))
 
 
 def references(answers: Sequence[Answer] | Answer, style: str,
