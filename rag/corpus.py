@@ -436,7 +436,7 @@ def load_documents(corpus: Path, warn: Warn | None = None, min_title_words: int 
     docs = [a.document for a in iter_articles(corpus, warn, min_title_words, options=options, exclude=exclude)]
     if not docs:
         raise CorpusEmpty(
-            f"Corpus folder {corpus} holds no articles. Add .txt, .md, .jsonl, .html, feed (.rss, .atom) or web archive (.warc, .warc.gz) files to it."
+            f"Corpus folder {corpus} holds no articles. Add .txt, .md, .jsonl or .html files to it."
         )
     return docs
 
