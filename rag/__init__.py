@@ -9,29 +9,18 @@ from typing import Sequence
 
 from .answer.citations import quote_in_passage
 from .answer.compose import CLOSEST_HEADING
+from .answer.coverage import coverage
 from .answer.readers import load_reader
 from .engine import Engine, get_engine
-from .errors import (
-    BadQuestion,
-    CorpusEmpty,
-    CorpusMissing,
-    ExportError,
-    IndexCorrupt,
-    IndexFolderRefused,
-    IndexLocked,
-    IndexMismatch,
-    IndexMissing,
-    IndexWriteFailed,
-    LLMUnavailable,
-    RagError,
-    ReaderError,
-    SettingsError,
-    SpanError,
-    StoreUnavailable,
-)
+from .errors import (BadQuestion, CorpusEmpty, CorpusMissing, ExportError, IndexCorrupt, IndexFolderRefused, IndexLocked,
+                     IndexMismatch, IndexMissing, IndexWriteFailed, LLMUnavailable, RagError, ReaderError,
+                     SettingsError, SpanError, StoreUnavailable)
 from .export import EXPORTS, ExportFormat
 from .export import FORMATS as EXPORT_FORMATS
 from .export import export_answers, format_for_path, write_export
+from .export.styles import STYLES as CITATION_STYLES
+from .export.styles import Reference, style_file
+from .export.styles import references as format_references
 from .index.build import BuildReport, build_index, read_corpus
 from .index.encoders import encoder_info
 from .index.status import IndexStatus, index_info, index_status, indexed_documents, verify_index
@@ -67,6 +56,7 @@ def ask(question: str, k: int | None = None, *, doc_ids: Sequence[str] | None = 
 
 
 __all__ = [
+    "CITATION_STYLES", "Reference", "coverage", "format_references", "style_file",
     "Answer", "Article", "BadQuestion", "CLOSEST_HEADING", "BuildReport", "Chunk", "Citation", "CorpusEmpty", "CorpusMissing",
     "Document", "EXPORTS", "EXPORT_FORMATS", "Engine", "ExportFormat", "ExportError", "Hit", "IndexCorrupt", "IndexFolderRefused",
     "IndexLocked", "IndexMismatch", "IndexMissing", "IndexStatus", "IndexWriteFailed", "LLMUnavailable",

@@ -14,6 +14,7 @@ import typer
 import rag
 
 from .common.controls import json_safe, visible
+from .common.dates import normalise_date
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Cited question answering over a news archive.")
@@ -270,7 +271,8 @@ def search_cmd(query: Optional[str] = typer.Argument(None), k: Optional[int] = K
             t0 = time.perf_counter()
             hits = engine.search(q, k, **_filters(doc, since, until))
             data = {"id": qid} if qid is not None else {}
-            return data | {"question": q, "passages": [h.to_dict() for h in hits],
+            return data | {"question": q, "passages": [h.to_dict() | {"date": normalise_date(h.metadata.get("date"))}
+                                                        for h in hits],
                            "timings": {"total_ms": round((time.perf_counter() - t0) * 1000, 3)}}
 
         if batch:
@@ -319,19 +321,30 @@ def ask_cmd(question: Optional[str] = typer.Argument(None), k: Optional[int] = K
             export: Optional[Path] = typer.Option(None, "--export", help="Write the citations to FILE "
                                                   "(.md, .json, .bib, .ris, .csl.json)."),
             fmt: Optional[str] = typer.Option(None, "--format", help="Export format when the extension is not "
-                                              "enough: markdown, json, bibtex, ris, csl-json.")) -> None:
+                                              "enough: markdown, json, bibtex, ris, csl-json."),
+            style: Optional[str] = typer.Option(None, "--style", help="Show each cited article as a reference in "
+                                                "this style (also in a Markdown export): apa, "
+                                                "chicago-author-date, mla, harvard, or a .csl file.")) -> None:
     """A cited answer from the archive, or a plain statement that it has none."""
     with _errors():
+        if style is not None:
+            rag.style_file(style)  # refuse an unknown style before any work
         engine = _open_engine(corpus, index)
         mode = "llm" if llm else None
         if export is not None:
             rag.format_for_path(export, fmt)  # refuse a bad format before any work
         answers: list[rag.Answer] = []
 
+        def styled(answer: rag.Answer) -> dict[str, Any]:
+            data = answer.to_dict()
+            if style is not None:
+                data["references"] = [r.text for r in rag.format_references(answer, style)]
+            return data
+
         def one(q: str, qid: Optional[str]) -> dict[str, Any]:
             answer = engine.ask(q, k, mode=mode, id=qid, **_filters(doc, since, until))
             answers.append(answer)
-            return answer.to_dict()
+            return styled(answer)
 
         if batch:
             _run_batch(batch, one)
@@ -341,11 +354,16 @@ def ask_cmd(question: Optional[str] = typer.Argument(None), k: Optional[int] = K
             answer = engine.ask(question, k, mode=mode, **_filters(doc, since, until))
             answers.append(answer)
             if as_json:
-                _print_json(answer.to_dict())
+                _print_json(styled(answer))
             else:
                 _print_answer(answer)
+                references = rag.format_references(answer, style) if style is not None else []
+                if references:
+                    _echo(f"\nReferences ({style}):")
+                    for r in references:
+                        _echo(f"- {r.text}")
         if export is not None:
-            used = rag.write_export(answers, export, fmt)
+            used = rag.write_export(answers, export, fmt, style=style)
             _echo(f"Exported {len(answers)} answer(s) as {used} to {export}", err=True)
 
 

@@ -13,6 +13,7 @@ user `ragpg` (created when missing), because PostgreSQL refuses to run as root.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib.util
 import os
 import pwd
@@ -21,6 +22,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -60,6 +62,36 @@ def _as_server_user() -> dict:
     return {"user": SYSTEM_USER}
 
 
+def _reachable(bindir: Path, as_user: dict) -> Path:
+    """`bindir`, or, when the server's system user cannot run what is in it (the install sits in a virtual
+    environment inside a private folder, such as a clone in a 0700 home), the same install copied once to a
+    world-readable place under the temporary folder (PostgreSQL finds its libraries relative to its binaries)."""
+    if not as_user or subprocess.run(["test", "-x", str(bindir / "pg_ctl")], **as_user).returncode == 0:
+        return bindir
+    install = bindir.parent
+    package = install.parent  # pgserver's binaries find their libraries in ../../../pgserver.libs (a wheel's)
+    stamp = f"{install.resolve()}:{(bindir / 'postgres').stat().st_mtime_ns}"
+    target = Path(tempfile.gettempdir()) / f"rag-pginstall-{hashlib.sha256(stamp.encode()).hexdigest()[:12]}"
+    if not (target / package.name / install.name / "bin" / "pg_ctl").exists():
+        staging = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
+        shutil.copytree(install, staging / "install" / package.name / install.name, symlinks=True)
+        for libs in package.parent.glob(f"{package.name}*.libs"):
+            shutil.copytree(libs, staging / "install" / libs.name, symlinks=True)
+        for root, dirs, names in os.walk(staging):
+            for name in dirs + names:
+                path = os.path.join(root, name)
+                if not os.path.islink(path):
+                    os.chmod(path, os.stat(path).st_mode | 0o444 | (0o111 if os.stat(path).st_mode & 0o100 else 0))
+        os.chmod(staging, 0o755)
+        try:
+            os.rename(staging / "install", target)
+        except OSError:  # another run copied it first
+            pass
+        shutil.rmtree(staging, ignore_errors=True)
+    _open_up(target)
+    return target / package.name / install.name / "bin"
+
+
 def _open_up(path: Path) -> None:
     """Let the server's system user reach `path` (its parents need search permission)."""
     for parent in [path, *path.parents]:
@@ -78,6 +110,7 @@ def start(folder: Path, port: int | None = None) -> str:
     folder.mkdir(parents=True, exist_ok=True)
     data, run = folder / "data", folder / "run"
     as_user = _as_server_user()
+    bindir = _reachable(bindir, as_user)
     password_file = folder / "password"
     if not (data / "PG_VERSION").exists():
         password_file.write_text(secrets.token_urlsafe(16) + "\n")
@@ -115,8 +148,9 @@ def stop(folder: Path) -> None:
     bindir = binaries()
     data = folder.resolve() / "data"
     if bindir and (data / "postmaster.pid").exists():
-        subprocess.run([str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"], capture_output=True,
-                       **_as_server_user())
+        as_user = _as_server_user()
+        subprocess.run([str(_reachable(bindir, as_user) / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"],
+                       capture_output=True, **as_user)
 
 
 def main() -> None:

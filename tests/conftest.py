@@ -130,6 +130,15 @@ def fake_embedder() -> FakeEmbedder:
     return FakeEmbedder()
 
 
+PG_NOT_RUN: list[str] = []  # why the PostgreSQL store's tests did not run, said at the end of the run
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """One visible line when the served store went untested (a skip alone shows only with -rs)."""
+    if PG_NOT_RUN:
+        terminalreporter.write_line(f"PostgreSQL store NOT tested: {PG_NOT_RUN[0]}", yellow=True, bold=True)
+
+
 @pytest.fixture(scope="session")
 def pg_url() -> str:
     """A real PostgreSQL server with pgvector on loopback, started for this test session (scripts/
@@ -143,14 +152,16 @@ def pg_url() -> str:
     finally:
         sys.path.remove(str(ROOT / "scripts"))
     if local_postgres.binaries() is None:
-        pytest.skip("no PostgreSQL with pgvector on this machine: pip install pgserver (the test extra does), or "
-                    "install PostgreSQL with pgvector and put pg_config on PATH")
+        PG_NOT_RUN.append("no PostgreSQL with pgvector on this machine: pip install pgserver (the test extra does), "
+                          "or install PostgreSQL with pgvector and put pg_config on PATH")
+        pytest.skip(PG_NOT_RUN[-1])
     folder = Path(tempfile.mkdtemp(prefix="rag-pg-"))  # under /tmp: the server's own user must reach it
     try:
         url = local_postgres.start(folder)
     except Exception as exc:  # noqa: BLE001 - the reason is what the skip shows
         shutil.rmtree(folder, ignore_errors=True)
-        pytest.skip(f"could not start PostgreSQL here ({exc}); see {folder}/run/server.log")
+        PG_NOT_RUN.append(f"could not start PostgreSQL here ({exc}); see {folder}/run/server.log")
+        pytest.skip(PG_NOT_RUN[-1])
     yield url
     local_postgres.stop(folder)
     shutil.rmtree(folder, ignore_errors=True)

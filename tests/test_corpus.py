@@ -407,8 +407,8 @@ def test_bad_files_are_skipped_with_a_warning_each_and_the_rest_is_read(tmp_path
         "empty.txt: empty file, skipped. Add text to it or remove it.",
         "header_only.txt: no article text found (only a header or related links), skipped. Add articles to it.",
         "image.txt: binary file, skipped. Only text, Markdown, JSON Lines and HTML files are indexed.",
-        "report.pdf: unsupported file type .pdf, skipped. Supported: .htm, .html, .jsonl, .markdown, .md, "
-        ".ndjson, .text, .txt.",
+        "report.pdf: unsupported file type .pdf, skipped. Supported: .atom, .htm, .html, .jsonl, .markdown, .md, "
+        ".ndjson, .rss, .text, .txt, .warc, .warc.gz, .xml.",
         "sub/latin1.txt: not UTF-8 (byte 3), skipped. Re-save it as UTF-8, e.g. iconv -f latin1 -t utf-8 "
         "sub/latin1.txt > fixed.txt.",
     ]

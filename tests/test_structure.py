@@ -27,12 +27,25 @@ def module_name(path: Path) -> str:
 MODULES = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
 
 
+def _runtime_nodes(tree: ast.AST) -> list[ast.AST]:
+    """Every node, less the bodies of `if TYPE_CHECKING:` (imports for annotations only, never run)."""
+    out, todo = [], [tree]
+    while todo:
+        node = todo.pop()
+        out.append(node)
+        if isinstance(node, ast.If) and getattr(node.test, "id", getattr(node.test, "attr", "")) == "TYPE_CHECKING":
+            todo += node.orelse
+            continue
+        todo += list(ast.iter_child_nodes(node))
+    return out
+
+
 def imports(name: str) -> set[str]:
-    """Every module of the package that `name` imports, at the top or inside a function alike."""
+    """Every module of the package that `name` imports at run time, at the top or inside a function alike."""
     path = MODULES[name]
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    for node in _runtime_nodes(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             targets = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):

@@ -126,9 +126,9 @@ def clear_conversation() -> None:
     st.session_state.turns = []
 
 
-def export_text(answers: list[rag.Answer], fmt: str) -> str | None:
+def export_text(answers: list[rag.Answer], fmt: str, style: str | None = None) -> str | None:
     try:
-        return export_answers(answers, fmt)
+        return export_answers(answers, fmt, style=style if fmt == "markdown" else None)
     except rag.RagError:
         return None
     except Exception as exc:  # noqa: BLE001 - no download button rather than a traceback
@@ -139,14 +139,25 @@ def export_text(answers: list[rag.Answer], fmt: str) -> str | None:
 def download_row(answers: list[rag.Answer], stem: str, key: str) -> None:
     """One download button per export format (reference formats only when something is cited)."""
     cited = any(a.citations for a in answers)
+    style = None
     with st.container(horizontal=True, gap="small"):
+        if cited:  # the Markdown export adds the cited articles as references in this style
+            style = st.selectbox("Citation style", ["none", *rag.CITATION_STYLES], key=f"{key}-style",
+                                 label_visibility="collapsed", width=190)
+            style = None if style == "none" else style
         for fmt in EXPORTS:
             if fmt.references and not cited:
                 continue
-            data = export_text(answers, fmt.name)
+            data = export_text(answers, fmt.name, style)
             if data is not None:
                 st.download_button(fmt.label, data, file_name=f"{stem}{fmt.extension}", mime=fmt.mime,
                                    key=f"{key}-{fmt.name}", on_click="ignore", icon=":material/download:")
+    if style:
+        try:
+            st.code("\n\n".join(r.text for r in rag.format_references(answers, style)), language=None,
+                    wrap_lines=True)
+        except rag.RagError as exc:
+            st.error(md(str(exc)))
 
 
 def ask(question: str) -> dict[str, Any]:
@@ -156,6 +167,9 @@ def ask(question: str) -> dict[str, Any]:
     try:
         turn["answer"] = engine.ask(question, k, doc_ids or None, since.strip() or None, until.strip() or None,
                                     mode, id=f"answer-{n}")
+        # coverage over time: the publication dates of the articles the question matches (a wider search)
+        turn["coverage"] = rag.coverage(engine.search(question, 50, doc_ids or None, since.strip() or None,
+                                                      until.strip() or None))
     except rag.RagError as exc:
         turn["error"] = str(exc)
     except Exception as exc:  # noqa: BLE001 - one message in the page, the traceback in the log
@@ -193,6 +207,10 @@ def show_answer_body(turn: dict[str, Any]) -> None:
     if took is not None:
         details.append(f"{took:,.0f} ms")
     st.caption(md(" · ".join(details)))
+    if turn.get("coverage"):  # not shown when no matching article is dated
+        st.caption("Matching articles by publication date")
+        periods, counts = zip(*turn["coverage"])
+        st.bar_chart({"period": periods, "articles": counts}, x="period", y="articles", height=160)
     download_row([answer], f"answer-{n}", f"dl-{n}")
 
 

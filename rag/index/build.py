@@ -16,6 +16,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
+from itertools import chain
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -36,6 +37,7 @@ from .encoders import load_embedder
 from .manifest import Counts, Manifest, encoder_change
 from .store import Batch, DocRow, Snapshot, Store, StoredDocument, Writer
 from .stores import excluded_paths, open_store
+from .unchanged import reuse_unchanged, without_ids
 
 Progress = Callable[[str, int, int], None]  # stage, done, total
 _EMBED_BATCH = 512
@@ -388,9 +390,12 @@ def _build(writer: Writer, settings: Settings, embedder: Embedder, settings_hash
                                                                         * article.position)), total_bytes)
 
     sources: dict[str, SourceFile] = {}  # fingerprints of exactly the bytes read, filled while reading
+    files, kept, kept_sources = reuse_unchanged(corpus, files, previous)  # unchanged web archives: not re-read
+    sources.update(kept_sources)
     articles = read_corpus(settings, warn, files, sources)
-    tally, queue, documents = write_documents(plan(articles, previous), previous, writer, embedder, settings,
-                                              on_article)
+    planned = chain((Planned(Article(row.document, ""), row.hash, row) for row in kept),
+                    plan(without_ids(articles, {row.document.doc_id for row in kept}, warn), previous))
+    tally, queue, documents = write_documents(planned, previous, writer, embedder, settings, on_article)
     if progress:
         progress("documents", total_bytes, total_bytes)
     if tally.documents == 0:

@@ -10,55 +10,29 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
-import re
 import tomllib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable, Iterator
 
 from ..common.dates import normalise_date
 from ..records import METADATA_KEYS, Document
 from ..settings import CorpusSettings
+from .pages import Article, extract_html, valid_text
 from .segment import merge_spans, paragraphs, segment_text, slugify
-from .sources import (
-    HTML_SUFFIXES,
-    JSONL_SUFFIXES,
-    SIDECAR,
-    SIDECAR_MAX_BYTES,
-    SUPPORTED,
-    TEXT_SUFFIXES,
-    SourceFile,
-    Walk,
-    is_sidecar,
-    open_source,
-    read_bounded,
-)
+from .sources import (FEED_SUFFIXES, HTML_SUFFIXES, JSONL_SUFFIXES, SIDECAR, SIDECAR_MAX_BYTES, SUPPORTED,
+                      TEXT_SUFFIXES, WARC_SUFFIXES, SourceFile, Walk, is_sidecar, open_source, read_bounded,
+                      suffix_of)
 
 SIDECAR_KEYS = ("publisher", "url", "date", "author", "language")
 
 Warn = Callable[[str], None]
 
-_SURROGATE = re.compile("[\ud800-\udfff]")  # a lone surrogate from a JSON escape: not a character
-
-
-@dataclass(frozen=True)
-class Article:
-    """A document together with the source text its offsets index."""
-
-    document: Document
-    source_text: str
-    position: float = 1.0  # share of its file read once this article is produced (for progress bars)
 
 
 def default_warn(message: str) -> None:
     import warnings
 
     warnings.warn(message, stacklevel=3)
-
-
-def _valid_text(text: str) -> tuple[str, int]:
-    """`text` with each lone surrogate replaced by U+FFFD (same length, so offsets hold), and how many."""
-    return _SURROGATE.subn("\ufffd", text)
 
 
 def _human(size: int) -> str:
@@ -91,7 +65,7 @@ def metadata_value(key: str, value: object) -> str | None:
     else:
         allowed = "text or a list of text" if key == "author" else "a date" if key == "date" else "text"
         raise ValueError(f"must be {allowed}, not {_kind_of(value)}")
-    text = _valid_text(text)[0]
+    text = valid_text(text)[0]
     if key == "date" and text and normalise_date(text) is None:
         raise ValueError(f"{text!r} is not a date; use YYYY-MM-DD")
     return text or None
@@ -231,7 +205,7 @@ class CorpusParser:
                     except OSError:
                         pass
                 continue
-            suffix = path.suffix.lower()
+            suffix = suffix_of(path)
             if suffix not in SUPPORTED:
                 self.warn(f"{rel}: unsupported file type {suffix or '(none)'}, skipped. Supported: "
                           f"{', '.join(sorted(SUPPORTED))}.")
@@ -243,7 +217,18 @@ class CorpusParser:
             if suffix in JSONL_SUFFIXES:
                 yield from self.jsonl(path, rel, self.sidecar(path))
                 continue
+            if suffix in WARC_SUFFIXES:
+                from .warc import warc_articles
+                yield from warc_articles(self, path, rel, self.sidecar(path))
+                continue
             data = self._read(path, rel, self.max_bytes)
+            if data is not None and suffix in FEED_SUFFIXES:
+                from .feeds import feed_articles, looks_like_feed
+                if suffix != ".xml" or looks_like_feed(data):
+                    yield from feed_articles(self, rel, data, self.sidecar(path))
+                else:
+                    self.warn(f"{rel}: an XML file that is not an RSS or Atom feed, skipped.")
+                continue
             text = None if data is None else self._decode(data, rel)
             if text is None:
                 continue
@@ -277,11 +262,11 @@ class CorpusParser:
             self.warn(f"{rel}: HTML pages cannot be read here ({exc}), skipped. Reinstall the dependencies "
                       "(make setup).")
             return
-        body = _valid_text(body)[0]
+        body = valid_text(body)[0]
         if not body.strip():
             self.warn(f"{rel}: no article text found in the HTML page, skipped.")
             return
-        title = _valid_text(found.pop("title", "") or rel)[0]
+        title = valid_text(found.pop("title", "") or rel)[0]
         metadata = {**self.metadata(found, list(found), rel), **meta}
         spans = merge_spans(paragraphs(body), body)
         doc_id = self.claim(rel.rsplit(".", 1)[0], rel, derived=True)
@@ -354,10 +339,10 @@ class CorpusParser:
         if title is not None and not isinstance(title, str):
             self.warn(f"{where}: 'title' must be text, not {_kind_of(title)}; it is ignored. Fix the title.")
             title = None
-        body, bad = _valid_text(body)
+        body, bad = valid_text(body)
         given = raw_id is not None and str(raw_id).strip() != ""
-        doc_id, bad_id = _valid_text(str(raw_id)) if given else (f"{rel.rsplit('.', 1)[0]}/line-{lineno}", 0)
-        title, bad_title = _valid_text(title or "")
+        doc_id, bad_id = valid_text(str(raw_id)) if given else (f"{rel.rsplit('.', 1)[0]}/line-{lineno}", 0)
+        title, bad_title = valid_text(title or "")
         if bad + bad_id + bad_title:
             self.warn(f"{where}: {bad + bad_id + bad_title} lone surrogate escape(s) (such as \\ud800, which are "
                       "not characters) replaced with U+FFFD. Fix the escapes in the line.")
@@ -385,20 +370,3 @@ def _lines(handle: BinaryIO, limit: int, digest: Any) -> Iterator[tuple[bytes | 
             digest.update(raw)
             size += len(raw)
         yield None, size
-
-
-def extract_html(html: str) -> tuple[str, dict[str, str]]:
-    """Main text and metadata of an HTML page, via trafilatura."""
-    import trafilatura
-
-    result = trafilatura.bare_extraction(html, with_metadata=True, include_comments=False)
-    if result is None:
-        return "", {}
-    get = (lambda k: getattr(result, k, None)) if not isinstance(result, dict) else result.get
-    meta = {}
-    for key, field in (("title", "title"), ("author", "author"), ("date", "date"),
-                       ("publisher", "sitename"), ("url", "url"), ("language", "language")):
-        value = get(field)
-        if value and str(value).strip():
-            meta[key] = str(value).strip()
-    return get("text") or "", meta

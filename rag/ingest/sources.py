@@ -17,7 +17,9 @@ from ..errors import CorpusMissing
 TEXT_SUFFIXES = {".txt", ".text", ".md", ".markdown"}
 JSONL_SUFFIXES = {".jsonl", ".ndjson"}
 HTML_SUFFIXES = {".html", ".htm"}
-SUPPORTED = TEXT_SUFFIXES | JSONL_SUFFIXES | HTML_SUFFIXES
+FEED_SUFFIXES = {".rss", ".atom", ".xml"}  # .xml only when its content is a feed (rag/feeds.py)
+WARC_SUFFIXES = {".warc", ".warc.gz"}  # read as a stream (rag/warc.py)
+SUPPORTED = TEXT_SUFFIXES | JSONL_SUFFIXES | HTML_SUFFIXES | FEED_SUFFIXES | WARC_SUFFIXES
 SIDECAR = ".meta.toml"
 SIDECAR_MAX_BYTES = 1_000_000  # metadata, not articles
 
@@ -44,11 +46,18 @@ def is_sidecar(path: Path | str) -> bool:
     return str(path).endswith(SIDECAR)
 
 
+def suffix_of(path: Path | str) -> str:
+    """The file type: its last suffix, lower case, or `.warc.gz` for a compressed web archive."""
+    name = str(path).lower()
+    return ".warc.gz" if name.endswith(".warc.gz") else Path(name).suffix
+
+
 def byte_limit(rel: str, max_bytes: int) -> int | None:
-    """The most bytes read of this file; None for JSON Lines, read a record at a time (records have the limit)."""
+    """The most bytes read of this file; None for JSON Lines and web archives, read a record at a time
+    (records have the limit)."""
     if is_sidecar(rel):
         return min(max_bytes, SIDECAR_MAX_BYTES)
-    return None if Path(rel).suffix.lower() in JSONL_SUFFIXES else max_bytes
+    return None if suffix_of(rel) in JSONL_SUFFIXES | WARC_SUFFIXES else max_bytes
 
 
 def _kind(mode: int) -> str:
@@ -205,7 +214,7 @@ def changed_files(walk: Walk, recorded: Mapping[str, Mapping[str, Any]], max_byt
     present = set()
     for path in walk.files():
         rel = walk.rel(path)
-        if not is_sidecar(rel) and path.suffix.lower() not in SUPPORTED:
+        if not is_sidecar(rel) and suffix_of(path) not in SUPPORTED:
             continue
         present.add(rel)
         old = recorded.get(rel)

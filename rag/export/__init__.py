@@ -23,7 +23,6 @@ Choices that shape the files:
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import os
 import re
@@ -31,15 +30,14 @@ import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
-from .answer.compose import CLOSEST_HEADING
-from .common.controls import has_unsafe, json_safe, visible
-from .common.dates import iso_date_parts
-from .common.text import slug
-from .errors import ExportError
-from .records import Answer, Citation
+from ..answer.compose import CLOSEST_HEADING
+from ..common.controls import has_unsafe, json_safe, visible
+from ..errors import ExportError
+from ..records import Answer
+from .references import _authors, _Ref, _references, _slug, csl_items  # noqa: F401 - _slug: the key rule, tested
+
 
 @dataclass(frozen=True)
 class ExportFormat:
@@ -92,21 +90,6 @@ def format_for_path(path: str | Path, fmt: str | None = None) -> str:
                       f"use one of {_known()} or name the format explicitly.")
 
 
-def _authors(raw: str) -> list[tuple[str, str]]:
-    """(family, given) per author; `given` is "" for a one-word name such as an agency."""
-    names = []
-    for part in re.split(r"\s*;\s*|\s+and\s+", raw.strip()):
-        part = " ".join(part.split())
-        if "," in part:
-            family, given = (s.strip() for s in part.split(",", 1))
-        else:
-            *first, family = part.split() or [""]
-            given = " ".join(first)
-        if family:
-            names.append((family, given))
-    return names
-
-
 def _one_line(text: str) -> str:
     return visible(re.sub(r"\s*[\r\n\v\f\x1c-\x1e\x85\u2028\u2029]+\s*", " ", text).strip())
 
@@ -114,63 +97,6 @@ def _one_line(text: str) -> str:
 def _no_formula(value: str) -> str:
     """A RIS value a spreadsheet will not run: one starting like a formula gets a leading quote."""
     return "'" + value if value[:1] in ("=", "+", "-", "@") else value
-
-
-@dataclass(frozen=True)
-class _Ref:
-    key: str
-    citation: Citation
-    questions: tuple[str, ...]
-
-    def field(self, name: str) -> str:
-        return str(self.citation.metadata.get(name) or "").strip()
-
-    @property
-    def web_only(self) -> bool:
-        """A page known only by its URL, with no publisher: a web page rather than a news article."""
-        return bool(self.field("url")) and not self.field("publisher")
-
-    @property
-    def date(self) -> list[int] | None:
-        return iso_date_parts(self.field("date"))
-
-    def note(self) -> str:
-        c = self.citation
-        parts = [f"Quote: “{c.quote}”", f"Source: {c.source}, characters {c.start}–{c.end}",
-                 f"doc_id: {c.doc_id}", f"chunk_id: {c.chunk_id}"]
-        parts += [f"Question: {q}" for q in self.questions]
-        if self.field("date") and self.date is None:
-            parts.append(f"Date: {self.field('date')}")
-        return " | ".join(parts)
-
-
-def _slug(doc_id: str) -> str:
-    return slug(doc_id, 60, keep="_") or "doc-" + hashlib.sha1(doc_id.encode()).hexdigest()[:8]
-
-
-def _references(answers: Sequence[Answer]) -> list[_Ref]:
-    """One reference per distinct quoted span of the non-abstained answers, with unique keys."""
-    spans: dict[tuple[str, int, int], tuple[Citation, list[str]]] = {}
-    for answer in answers:
-        if answer.abstained:
-            continue
-        for c in answer.citations:
-            _, questions = spans.setdefault((c.doc_id, c.start, c.end), (c, []))
-            if answer.question not in questions:
-                questions.append(answer.question)
-    slugs: dict[str, str] = {}
-    for doc_id in sorted({doc for doc, _, _ in spans}):  # sorted: collisions resolve the same way
-        base = candidate = _slug(doc_id)
-        n = 2
-        while candidate in slugs.values():
-            candidate, n = f"{base}-{n}", n + 1
-        slugs[doc_id] = candidate
-    counts: dict[str, int] = {}
-    refs = []
-    for (doc_id, _, _), (c, questions) in spans.items():
-        counts[doc_id] = counts.get(doc_id, 0) + 1
-        refs.append(_Ref(f"{slugs[doc_id]}-q{counts[doc_id]}", c, tuple(questions)))
-    return refs
 
 
 _LATEX = {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "%": r"\%", "#": r"\#", "&": r"\&",
@@ -230,27 +156,7 @@ def _ris(refs: list[_Ref], accessed: datetime.date) -> str:
 
 
 def _csl(refs: list[_Ref], accessed: datetime.date) -> str:
-    items = []
-    for ref in refs:
-        url, publisher = ref.field("url"), ref.field("publisher")
-        item: dict[str, Any] = {"id": ref.key,
-                                "type": "webpage" if ref.web_only else "article-newspaper"}
-        if ref.citation.title.strip():
-            item["title"] = ref.citation.title
-        if authors := _authors(ref.field("author")):
-            item["author"] = [{"family": f, "given": g} if g else {"literal": f} for f, g in authors]
-        if publisher:
-            item["container-title"] = item["publisher"] = publisher
-        if date := ref.date:
-            item["issued"] = {"date-parts": [date]}
-        if url:
-            item["URL"] = url
-            item["accessed"] = {"date-parts": [[accessed.year, accessed.month, accessed.day]]}
-        if language := ref.field("language"):
-            item["language"] = language
-        item["note"] = ref.note()
-        items.append(item)
-    return json_safe(json.dumps(items, indent=2, ensure_ascii=False)) + "\n"
+    return json_safe(json.dumps(csl_items(refs, accessed), indent=2, ensure_ascii=False)) + "\n"
 
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+!|~&$])")
@@ -329,6 +235,17 @@ def _markdown(answers: Sequence[Answer]) -> str:
     return "\n".join(_markdown_answer(a, f"{i}. ") for i, a in enumerate(answers, 1))
 
 
+def _markdown_references(answers: Sequence[Answer], style: str, accessed: datetime.date | None = None) -> str:
+    """A Markdown section of the cited articles as formatted references (empty when nothing is cited)."""
+    from .styles import STYLES, references
+
+    found = references(answers, style, accessed)
+    if not found:
+        return ""
+    name = style if style.lower() in STYLES else Path(style).stem
+    return "\n".join([f"\n## References ({_md(name)})", ""] + [f"- {_md(r.text)}" for r in found]) + "\n"
+
+
 def _json(answers: Sequence[Answer]) -> str:
     data = answers[0].to_dict() if len(answers) == 1 else {"answers": [a.to_dict() for a in answers]}
     return json_safe(json.dumps(data, indent=2, ensure_ascii=False)) + "\n"
@@ -339,28 +256,29 @@ _REFERENCE_WRITERS: dict[str, Callable[[list[_Ref], datetime.date], str]] = {
 
 
 def export_answers(answers: Sequence[Answer] | Answer, fmt: str,
-                   accessed: datetime.date | None = None) -> str:
+                   accessed: datetime.date | None = None, style: str | None = None) -> str:
     """One answer or a whole conversation (answers in order) as text in `fmt`.
 
-    `accessed` is the access date written next to known URLs (default: today).
+    `accessed` is the access date written next to known URLs (default: today). `style` (Markdown only: a
+    citation style name or CSL file, `styles`) adds the cited articles as formatted references.
     """
     name = _canonical(fmt)
     items = [answers] if isinstance(answers, Answer) else list(answers)
     if not items:
         raise ExportError("There is nothing to export: ask a question first.")
     if name == "markdown":
-        return _markdown(items)
+        return _markdown(items) + (_markdown_references(items, style, accessed) if style else "")
     if name == "json":
         return _json(items)
     return _REFERENCE_WRITERS[name](_references(items), accessed or datetime.date.today())
 
 
 def write_export(answers: Sequence[Answer] | Answer, path: str | Path, fmt: str | None = None,
-                 accessed: datetime.date | None = None) -> str:
+                 accessed: datetime.date | None = None, style: str | None = None) -> str:
     """Write the export to `path` as UTF-8, atomically, and return the format used."""
     path = Path(path)
     name = format_for_path(path, fmt)
-    data = export_answers(answers, name, accessed).encode("utf-8")
+    data = export_answers(answers, name, accessed, style).encode("utf-8")
     if not path.parent.is_dir():
         raise ExportError(f"Cannot write {str(path)!r}: folder {str(path.parent)!r} does not exist.")
     tmp = None
