@@ -1,0 +1,438 @@
+"""Who said what: the attributed statements of an article, each with its speaker and exact offsets.
+
+Three kinds, as labelled in `dev_attributions.jsonl`: "direct" (the words inside quotation marks, a quote split
+around "he said" giving one statement a part), "indirect" (the clause a reporting verb introduces: "X said
+that ...", "..., X warned", "X accused Y of ..."), and "according_to" ("according to X, ..."). The rules follow
+newsroom quote extraction (BBC Citron, the Gender Gap Tracker, Quootstrap): a reporting-verb lexicon, the
+sentence splitter, and the article's own name mentions for the speaker (`rag.speakers`)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+from .sentences import sentence_spans
+from .speakers import GENERIC, ORG_NOUNS, PERSON_NOUNS, PRONOUNS, RESEARCH_NOUNS, ArticleNames
+
+KINDS = ("direct", "indirect", "according_to")
+EDGE_LEAD = " \t\n\xa0“”‘’\"'"
+EDGE_TRAIL = EDGE_LEAD + ",.;:"
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One attributed statement: `source_text[start:end] == text`. `speaker` is the full name the article
+    gives, or None when it names no one ("critics say"); `mention` is the words that name the speaker there,
+    `cue` the reporting verb or phrase."""
+
+    speaker: str | None
+    kind: str
+    start: int
+    end: int
+    text: str
+    cue: str = ""
+    mention: str = ""
+
+
+def _forms(base: str) -> list[str]:
+    irregular = {"say": ["said"], "tell": ["told"], "find": ["found"], "write": ["wrote", "written"],
+                 "think": ["thought"], "admit": ["admitted", "admitting"], "hold": ["held"]}
+    if base in irregular:
+        extra = irregular[base]
+        return [base, base + "s", base + "ing", *extra]
+    if base.endswith("e"):
+        return [base, base + "s", base + "d", base[:-1] + "ing"]
+    if base.endswith("y") and base[-2] not in "aeiou":
+        return [base, base[:-1] + "ies", base[:-1] + "ied", base + "ing"]
+    return [base, base + "s", base + "ed", base + "ing"]
+
+
+_BASES = """say tell state add warn claim note argue insist stress explain announce confirm deny report suggest
+estimate believe acknowledge admit assert reiterate emphasize emphasise maintain suspect hint predict recognize
+recognise reveal write declare complain concede observe remark reply respond contend allege conclude find recall
+agree fear promise vow pledge threaten urge comment mention tweet speculate caution assure inform remind signal
+accuse cite allude describe highlight reject propose offer question dismiss demand announce""".split()
+VERB_FORMS = sorted({f for b in _BASES for f in _forms(b)}, key=len, reverse=True)
+_PHRASES = [r"rul(?:e|ed|es|ing) out", r"rais(?:e|ed|es|ing) concerns?(?: \w+)? (?:over|about|that)",
+            r"point(?:s|ed|ing)? out", r"made (?:a|the) (?:\w+ ){0,2}(?:proposal|claim|pledge)"]
+CUE = re.compile(r"\b(?:" + "|".join(_PHRASES + VERB_FORMS) + r")\b")
+FINITE = re.compile(r"\b(?:" + "|".join(f for f in VERB_FORMS if not f.endswith("ing")) + r")\b")
+PREP_AFTER = re.compile(r"\s+(?:to|of|about|against|on)\b(?=\s)")
+TELL = {"tell", "told", "tells", "telling", "inform", "informed", "assure", "assured", "remind", "reminded"}
+AUX = r"(?:(?:has|have|had|also|long|repeatedly|publicly|reportedly|previously|already|recently|later|then|" \
+      r"further|again|once|earlier|openly|now|both)\s+)*"
+CLAUSE_WORDS = {"is", "are", "was", "were", "would", "will", "can", "could", "should", "might", "may", "must",
+                "be", "been", "did", "does", "do", "not"}
+DETERMINERS = {"the", "a", "an", "its", "his", "her", "their", "our", "both", "another", "this", "that",
+               "these", "those", "some", "many", "several", "most", "all"}
+BOUNDARY = re.compile(r",\s+|;\s+|\s+–\s+|\s+-\s+|\b(?:that|and|but|while|as|because|after|before|when|which|"
+                      r"who|whom|although|though|if|since)\s+")
+_CUT = (r"(?:,\s*|\s+(?:and|but)\s+|,\s*(?:and|but|while|though|thus|with\s+\S+\s+\S+)\s+)(?:also\s+)?"
+        r"(?:has\s+|have\s+)?(?:" + "|".join(f for f in VERB_FORMS if f.endswith("ing") or f.endswith("ed")
+                                             or f in ("said", "told", "wrote", "found", "thought")) + r")\b"
+        r"|,\s*and\s+that\b|\s+–\s+which\b|,\s*according to\b|\s+according to\b")
+CUT = re.compile(_CUT)
+NOUN_CUE = re.compile(r"\b(?:report|remarks|claims?|statements?|warning|assertion|allegations?|assessment)"
+                      r"\s+that\s+")
+ACCORDING = re.compile(r"\b(?:[Aa]ccording to|as (?:described|reported|stated|noted|put) by)\s+")
+QUOTE = re.compile(r"“[^“”]*”|\"[^\"\n]*\"")
+
+
+def _trim(text: str, s: int, e: int) -> tuple[int, int]:
+    while s < e and text[s] in EDGE_LEAD:
+        s += 1
+    while e > s and text[e - 1] in EDGE_TRAIL:
+        e -= 1
+    return s, e
+
+
+def _words(s: str) -> list[str]:
+    return [w.strip(",.;:’'\"“”()").lower() for w in s.split()]
+
+
+def _speakerlike(np: str) -> bool:
+    """Whether a noun phrase can be a speaker: a pronoun, a name, a number of people, or a noun of the kind
+    that speaks ("the envoy", "officials", "a survey")."""
+    words = [w for w in _words(np) if w]
+    if not words or len(words) > 18 or any(c in np for c in "“”\""):
+        return False
+    if set(words) & CLAUSE_WORDS:
+        return False
+    first = np.lstrip(EDGE_LEAD)[:1]
+    if words[0] in PRONOUNS and len(words) <= 2 and words[0] not in ("him", "her", "his", "their"):
+        return True
+    if words[0] in ("its", "his", "her", "their") and set(words) & (RESEARCH_NOUNS | PERSON_NOUNS):
+        return True
+    if not (first.isupper() or first.isdigit() or words[0] in DETERMINERS):
+        return False
+    nouns = GENERIC | PERSON_NOUNS | ORG_NOUNS | RESEARCH_NOUNS | {"organizers", "respondents", "institute"}
+    return bool(re.search(r"\b[A-Z]", np)) or bool(set(words) & nouns) or first.isdigit()
+
+
+@dataclass
+class _Candidate:
+    start: int
+    end: int
+    kind: str
+    cue: str
+    np: str = ""
+    np_start: int = -1
+    inherit: bool = False  # speaker is the previous one in the sentence, or the sentence's subject
+    follow: bool = False  # a quote with no cue: the article's last speaker goes on
+    sentence: tuple[int, int] = (0, 0)
+    possessive: bool = False
+
+
+class _Extractor:
+    def __init__(self, text: str, spans: Sequence[tuple[int, int]]) -> None:
+        self.text = text
+        self.spans = spans
+        self.names = ArticleNames(text, spans)
+        self.quotes: list[tuple[int, int]] = []  # every quoted region (marks included)
+        self.candidates: list[_Candidate] = []
+
+    # --- direct quotes, per paragraph -------------------------------------------------------------------
+    def quote_regions(self, s: int, e: int) -> list[tuple[int, int]]:
+        line = self.text[s:e]
+        out = [(s + m.start(), s + m.end()) for m in QUOTE.finditer(line)]
+        first_close, first_open = line.find("”"), line.find("“")
+        if first_close >= 0 and (first_open < 0 or first_close < first_open):
+            out.insert(0, (s, s + first_close + 1))  # a quote carried over from the paragraph before
+        last_open = line.rfind("“")
+        if last_open >= 0 and line.find("”", last_open) < 0:
+            out.append((s + last_open, e))  # a quote that runs on into the next paragraph
+        return out
+
+    def direct(self, s: int, e: int, sentences: list[tuple[int, int]]) -> None:
+        t = self.text
+        for qs, qe in self.quote_regions(s, e):
+            self.quotes.append((qs, qe))
+            cs, ce = _trim(t, qs, qe)
+            if ce - cs < 2:
+                continue
+            sent = next(((a, b) for a, b in sentences if a <= qs < b), (qs, qe))
+            after, before = t[qe:e], t[s:qs]
+            if re.fullmatch(r"[\s.!?,]*", t[qe:sent[1]]) is None:
+                pass
+            m = re.match(r"\s*(?P<np>[^“”\"]{1,110}?)\s+" + AUX + r"(?P<v>" + FINITE.pattern + r")", after)
+            inv = re.match(r"\s*(?P<v>said|says|added|wrote|told|asked)\s+(?P<np>[^“”\",.]{1,80})", after)
+            tail_q = t[qe - 2:qe - 1] in ",?!" or t[qe - 1:qe] != "”" or t[qe - 2:qe - 1] == "."
+            if m and _speakerlike(m.group("np")) and tail_q and not BOUNDARY.match(m.group("np") + " "):
+                self.candidates.append(_Candidate(cs, ce, "direct", m.group("v"), m.group("np"),
+                                                  qe + m.start("np"), sentence=sent))
+                continue
+            if inv and _speakerlike(inv.group("np")) and tail_q:
+                self.candidates.append(_Candidate(cs, ce, "direct", inv.group("v"), inv.group("np"),
+                                                  qe + inv.start("np"), sentence=sent))
+                continue
+            b = re.search(r"(?P<np>[^“”\",.;]{1,110}?)\s+" + AUX + r"(?P<v>" + FINITE.pattern + r")\s*[:,]\s*$",
+                          before)
+            if b and _speakerlike(b.group("np")):
+                self.candidates.append(_Candidate(cs, ce, "direct", b.group("v"), b.group("np"),
+                                                  s + b.start("np"), sentence=sent))
+                continue
+            ends_clause = re.fullmatch(r"[\s.!?]*", t[qe:sent[1]] if qe < sent[1] else "") is not None
+            lead = re.search(r"\b(?:(?P<v>adding|saying|noting|stressing|warning|insisting|and|added|said)"
+                             r"(?:\s+that)?|that)\s*$", before)
+            if lead and ends_clause and len(before.strip()) > 0:
+                self.candidates.append(_Candidate(cs, ce, "direct", lead.group(0).strip(), inherit=True,
+                                                  sentence=sent))
+                continue
+            whole = not before.strip() or re.search(r"[.!?]”?\s*$", before)
+            if whole and ends_clause and len(t[cs:ce].split()) >= 3:
+                self.candidates.append(_Candidate(cs, ce, "direct", "", follow=True, sentence=sent))
+
+    def in_quote(self, pos: int) -> bool:
+        return any(a < pos < b for a, b in self.quotes)
+
+    # --- indirect speech and "according to", per sentence ------------------------------------------------
+    def trailing(self, s: int, e: int) -> int | None:
+        """'CLAUSE, X said.': the clause as a statement; returns where the reporting verb ends."""
+        t = self.text
+        for c in re.finditer(r",\s+", t[s:e]):
+            at = s + c.end()
+            if self.in_quote(at - 1) or at - s < 12:
+                continue
+            m = re.match(r"(?P<np>[^“”\"]{1,150}?)\s+" + AUX + r"(?P<v>" + FINITE.pattern + r")\b", t[at:e])
+            inv = re.match(r"(?P<v>said|says|added|wrote)\s+(?P<np>[^,.“”]{2,80})[.]?\s*$", t[at:e])
+            if m:
+                np, rest = m.group("np"), t[at + m.end():e]
+                first_clause = re.split(r",\s", rest)[0]
+                if (not _speakerlike(np) or " that " in f" {first_clause} " or len(first_clause.split()) > 10
+                        or set(_words(first_clause)) & CLAUSE_WORDS or self.in_quote(at + m.start("v"))):
+                    continue
+                ss, se = _trim(t, s, s + c.start())
+                self.candidates.append(_Candidate(ss, se, "indirect", m.group("v"), np, at, sentence=(s, e)))
+                return at + m.end()
+            if inv and _speakerlike(inv.group("np")):
+                ss, se = _trim(t, s, s + c.start())
+                self.candidates.append(_Candidate(ss, se, "indirect", inv.group("v"), inv.group("np"),
+                                                  at + inv.start("np"), sentence=(s, e)))
+                return e
+        return None
+
+    def clause_end(self, start: int, e: int) -> int:
+        m = CUT.search(self.text, start, e)
+        while m and self.in_quote(m.start()):
+            m = CUT.search(self.text, m.end(), e)
+        return m.start() if m else e
+
+    def subject(self, s: int, v: int) -> tuple[str, int]:
+        """The noun phrase before a reporting verb at `v`, back to the clause boundary."""
+        t = self.text
+        head = re.sub(r"\s+" + AUX + r"$", "", t[s:v].rstrip() + " ").rstrip()
+        head = re.sub(r"(?:\s+(?:has|have|had|also|long|repeatedly|publicly|reportedly|previously|already|"
+                      r"recently|now|openly|both|further|again))+$", "", head)
+        cut = 0
+        for m in BOUNDARY.finditer(head):
+            if not self.in_quote(s + m.start()):
+                cut = m.end()
+        np = head[cut:]
+        if (not np.strip() or not _speakerlike(np)) and cut:
+            prev = head[:cut].rstrip(" ,")
+            if re.search(r"\b(?:which|who)\s*$", head[:cut]):
+                prev = re.sub(r",?\s*(?:which|who)\s*$", "", head[:cut])
+            elif np.strip() and not np.strip()[0].islower():
+                return np, s + cut
+            elif not np.strip():
+                return "", -1
+            pc = 0
+            for m in BOUNDARY.finditer(prev):
+                pc = m.end()
+            return prev[pc:] + " " + np, s + pc
+        return np, s + cut
+
+    def forward(self, s: int, e: int, taken: list[tuple[int, int]]) -> None:
+        t = self.text
+        pos = s
+        for m in CUE.finditer(t, s, e):
+            v0, v1 = m.start(), m.end()
+            if v0 < pos or self.in_quote(v0) or any(a <= v0 < b for a, b in taken):
+                continue
+            verb = m.group(0)
+            after = t[v1:e]
+            if re.match(r"\s+by\b|\s*[.,;]|\s*$", after) or (v0 > 0 and t[v0 - 1] in "-"):
+                continue  # passive ("cited by"), or nothing reported
+            np, np_start = self.subject(s, v0)
+            inherit = not np.strip()
+            before = t[max(s, v0 - 12):v0]
+            if inherit and not (verb.endswith("ing") or re.search(r"(?:and|but|,)\s+(?:also\s+)?$", before)):
+                continue
+            if not inherit and not _speakerlike(np):
+                continue
+            if not inherit and verb.endswith("ing") and not re.search(r"\b(?:with|by)\b", np):
+                continue  # "the figures showing", a gerund, not a speaker
+            start = v1
+            pm = PREP_AFTER.match(t, start)
+            if pm and verb.split()[0] in ("allude", "alluded", "alludes", "alluding", "warned", "warning",
+                                          "warns", "warn", "hinted", "hinting", "complained", "commented"):
+                start = pm.end()
+            that = re.match(r"(?:[^,.;“”]{0,80}?\s)?that\s+", t[start:e] + " ")
+            if that and len(t[start:start + that.end()].split()) <= 12:
+                start += that.end()
+            elif verb in TELL:
+                obj = re.match(r"\s*(?:(?:[A-Z][\w’'.-]*\s+)+|(?:him|her|them|us|me|reporters|journalists)\s+"
+                               r"|the\s+\w+\s+)", t[start:e])
+                start += obj.end() if obj else 0
+            else:
+                adv = re.match(r"\s*(?:(?:on|last|this|earlier|previously|also)\s+(?:\w+day|week|month|year)?\s*)*",
+                               t[start:e])
+                start += adv.end() if adv else 0
+            end = self.clause_end(start, e)
+            ss, se = _trim(t, start, end)
+            if se - ss < 3:
+                continue
+            self.candidates.append(_Candidate(ss, se, "indirect", verb, np, np_start, inherit, sentence=(s, e)))
+            taken.append((ss, se))
+            pos = se
+
+    def nouns(self, s: int, e: int, taken: list[tuple[int, int]]) -> None:
+        t = self.text
+        for m in NOUN_CUE.finditer(t, s, e):
+            if self.in_quote(m.start()) or any(a <= m.start() < b for a, b in taken):
+                continue
+            lead = t[max(s, m.start() - 80):m.start()]
+            owner = re.search(r"((?:[A-Z][\w.’'-]*\s+)*[A-Z][\w.’'-]*)(?:’s|'s)?\s+(?:[a-z]+\s+)?$", lead)
+            if not owner:
+                continue
+            end = t.find(", ", m.end(), e)
+            ss, se = _trim(t, m.end(), end if end > 0 else e)
+            np_start = max(s, m.start() - 80) + owner.start(1)
+            self.candidates.append(_Candidate(ss, se, "indirect", m.group(0).split()[0], owner.group(1),
+                                              np_start, sentence=(s, e), possessive=True))
+            taken.append((ss, se))
+
+    def according(self, s: int, e: int, taken: list[tuple[int, int]]) -> None:
+        t = self.text
+        for m in ACCORDING.finditer(t, s, e):
+            if self.in_quote(m.start()):
+                continue
+            comma = t.find(",", m.end(), e)
+            np_end = comma if comma > 0 else e
+            np = t[m.end():np_end]
+            if comma > 0 and len(np.split()) <= 12:
+                ss, se = _trim(t, comma + 1, self.clause_end(comma + 1, e))
+            else:
+                np = t[m.end():e].rstrip(" .")
+                lead = t[s:m.start()].rstrip(" ,")
+                ss, se = _trim(t, s, s + len(lead))
+            if se - ss < 3:
+                continue
+            self.candidates.append(_Candidate(ss, se, "according_to", m.group(0).strip(), np, m.end(),
+                                              sentence=(s, e)))
+            taken.append((ss, se))
+            taken.append((m.start(), m.end() + len(np)))
+
+    def run(self) -> list[_Candidate]:
+        sentences = [sp for a, b in self.spans for sp in sentence_spans(self.text, a, b)]
+        for a, b in self.spans:
+            for line in re.finditer(r"[^\n]+", self.text[a:b]):
+                self.direct(a + line.start(), a + line.end(), sentences)
+        direct = [c for c in self.candidates]
+        for s, e in sentences:
+            taken: list[tuple[int, int]] = [(c.start, c.end) for c in direct if s <= c.start < e]
+            self.according(s, e, taken)
+            verb_end = self.trailing(s, e)
+            if verb_end is not None:
+                taken.append((s, verb_end))
+            self.nouns(s, e, taken)
+            self.forward(s, e, taken)
+        return self._settle(direct)
+
+    def _settle(self, direct: list[_Candidate]) -> list[_Candidate]:
+        """Indirect statements end where a cued quote begins; one mostly inside a quote goes."""
+        out = list(direct)
+        for c in self.candidates[len(direct):]:
+            for d in direct:
+                if c.start < d.start - 1 < c.end and d.cue:
+                    c.start, c.end = _trim(self.text, c.start, self.text.rfind("“", c.start, d.start))
+            covered = max((min(c.end, d.end) - max(c.start, d.start) for d in direct), default=0)
+            if c.end - c.start >= 3 and covered < (c.end - c.start) / 2:
+                out.append(c)
+        return sorted(out, key=lambda c: (c.start, c.end))
+
+
+def extract_statements(text: str, spans: Sequence[tuple[int, int]] | None = None) -> tuple[Statement, ...]:
+    """The attributed statements of one article whose indexed parts are `spans` of `text` (the whole text
+    when None), in text order, offsets into `text`."""
+    spans = [(0, len(text))] if spans is None else list(spans)
+    ex = _Extractor(text, spans)
+    return tuple(_resolve(ex, ex.run()))
+
+
+def _resolve(ex: _Extractor, cands: list[_Candidate]) -> Iterator[Statement]:
+    names, text = ex.names, ex.text
+    last: dict[str, str | None] = {"person": None, "org": None, "any": None}
+    by_sentence: dict[tuple[int, int], str | None] = {}
+    seen: set[tuple[int, int]] = set()
+    for c in cands:
+        if (c.start, c.end) in seen:
+            continue
+        seen.add((c.start, c.end))
+        if c.follow:
+            speaker, mention = last["any"], ""
+        elif c.inherit:
+            if c.sentence in by_sentence:
+                speaker = by_sentence[c.sentence]
+            else:
+                np, at = _first_subject(ex, c.sentence[0], c.start)
+                speaker = _speaker(ex, np, at, last) if np else None
+            mention = ""
+        else:
+            speaker, mention = _speaker(ex, c.np, c.np_start, last, c.possessive), c.np.strip()
+        by_sentence.setdefault(c.sentence, speaker)
+        if speaker:
+            last["person" if names.is_person(speaker) else "org"] = speaker
+        last["any"] = speaker
+        yield Statement(speaker, c.kind, c.start, c.end, text[c.start:c.end], c.cue, mention)
+
+
+def _first_subject(ex: _Extractor, s: int, before: int) -> tuple[str, int]:
+    t = ex.text
+    pron = re.search(r"\b(?:he|she|it|they)\b", t[s:before], re.IGNORECASE)
+    ments = [m for m in ex.names.mentions if s <= m.start < before and not m.possessive]
+    cands = []
+    if pron:
+        cands.append((s + pron.start(), pron.group(0)))
+    if ments:
+        cands.append((ments[0].start, t[ments[0].start:ments[0].end]))
+    return min(cands) [::-1] if cands else ("", -1)  # type: ignore[return-value]
+
+
+def _speaker(ex: _Extractor, np: str, at: int, last: dict[str, str | None], possessive: bool = False) -> str | None:
+    names = ex.names
+    words = [w for w in _words(np) if w]
+    while words and words[0] in ("both",):
+        words = words[1:]
+    if not words:
+        return None
+    if words[0] in PRONOUNS:
+        kind = PRONOUNS[words[0]]
+        if kind == "person":
+            return last["person"] or names.nearest(at, True)
+        if kind == "org":
+            return last["org"] or names.nearest(at, False)
+        return last["any"]
+    ments = [m for m in names.entities_in(at, at + len(np)) if possessive or not m.possessive]
+    if len(ments) >= 2 and " and " in np:
+        first = ments[0].start
+        return ex.text[first:at + len(np.rstrip())].strip(" ,")
+    people = [names.full_name(m) for m in ments if names.full_name(m).person]
+    if people:
+        return people[-1].name
+    if ments:
+        orgs = [names.full_name(m) for m in ments if len(m.entity.name.split()) > 1]
+        return (orgs[0] if orgs else names.full_name(ments[0])).name
+    if words[0][:1].isdigit():
+        return np.strip(" ,")
+    if words[0] in ("the", "its", "this", "that"):
+        heads = [w for w in words if w in PERSON_NOUNS]
+        if heads:
+            return names.by_role(words[1:words.index(heads[-1]) + 1], at, True)
+        heads = [w for w in words if w in ORG_NOUNS | RESEARCH_NOUNS]
+        if heads:
+            if words[0] == "its":
+                return last["org"] or names.by_role([heads[-1]], at, False)
+            return names.by_role([heads[-1]], at, False)
+    return None
