@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Iterator, Sequence
 
 from .sentences import sentence_spans
-from .speakers import GENERIC, ORG_NOUNS, PERSON_NOUNS, PRONOUNS, RESEARCH_NOUNS, ArticleNames
+from .speakers import COMMON, GENERIC, ORG_NOUNS, PERSON_NOUNS, PRONOUNS, RESEARCH_NOUNS, ArticleNames
 
 KINDS = ("direct", "indirect", "according_to")
 EDGE_LEAD = " \t\n\xa0“”‘’\"'"
@@ -59,6 +59,9 @@ _PHRASES = [r"rul(?:e|ed|es|ing) out", r"rais(?:e|ed|es|ing) concerns?(?: \w+)? 
 CUE = re.compile(r"\b(?:" + "|".join(_PHRASES + VERB_FORMS) + r")\b")
 FINITE = re.compile(r"\b(?:" + "|".join(f for f in VERB_FORMS if not f.endswith("ing")) + r")\b")
 PREP_AFTER = re.compile(r"\s+(?:to|of|about|against|on)\b(?=\s)")
+ADVERBIAL = {"in", "on", "at", "to", "during", "after", "before", "last", "this", "earlier", "late", "ahead",
+             "while", "when", "via", "from", "with", "for", "recently", "previously", "yesterday", "today",
+             "on", "speaking", "told", "writing", "according", "as", "citing", "adding", "noting", "however"}
 TELL = {"tell", "told", "tells", "telling", "inform", "informed", "assure", "assured", "remind", "reminded"}
 AUX = r"(?:(?:has|have|had|also|long|repeatedly|publicly|reportedly|previously|already|recently|later|then|" \
       r"further|again|once|earlier|openly|now|both)\s+)*"
@@ -71,7 +74,8 @@ BOUNDARY = re.compile(r",\s+|;\s+|\s+–\s+|\s+-\s+|\b(?:that|and|but|while|as|b
 _CUT = (r"(?:,\s*|\s+(?:and|but)\s+|,\s*(?:and|but|while|though|thus|with\s+\S+\s+\S+)\s+)(?:also\s+)?"
         r"(?:has\s+|have\s+)?(?:" + "|".join(f for f in VERB_FORMS if f.endswith("ing") or f.endswith("ed")
                                              or f in ("said", "told", "wrote", "found", "thought")) + r")\b"
-        r"|,\s*and\s+that\b|\s+–\s+which\b|,\s*according to\b|\s+according to\b")
+        r"|,\s*and\s+that\b|\s+–\s+which\b|,\s*according to\b|\s+according to\b"
+        r"|,\s+(?:he|she|it|they)\s+(?:has\s+|had\s+)?(?:said|added|told|stated|warned|claimed|noted)\b")
 CUT = re.compile(_CUT)
 NOUN_CUE = re.compile(r"\b(?:report|remarks|claims?|statements?|warning|assertion|allegations?|assessment)"
                       r"\s+that\s+")
@@ -97,17 +101,20 @@ def _speakerlike(np: str) -> bool:
     words = [w for w in _words(np) if w]
     if not words or len(words) > 18 or any(c in np for c in "“”\""):
         return False
-    if set(words) & CLAUSE_WORDS:
+    if set(words) & CLAUSE_WORDS or FINITE.search(np):
         return False
     first = np.lstrip(EDGE_LEAD)[:1]
+    nouns = GENERIC | PERSON_NOUNS | ORG_NOUNS | RESEARCH_NOUNS | {"organizers", "respondents", "institute"}
     if words[0] in PRONOUNS and len(words) <= 2 and words[0] not in ("him", "her", "his", "their"):
         return True
     if words[0] in ("its", "his", "her", "their") and set(words) & (RESEARCH_NOUNS | PERSON_NOUNS):
         return True
+    if first.islower() and words[0] not in DETERMINERS:
+        return len(words) <= 4 and words[-1] in nouns  # "health experts", "critics"
     if not (first.isupper() or first.isdigit() or words[0] in DETERMINERS):
         return False
-    nouns = GENERIC | PERSON_NOUNS | ORG_NOUNS | RESEARCH_NOUNS | {"organizers", "respondents", "institute"}
-    return bool(re.search(r"\b[A-Z]", np)) or bool(set(words) & nouns) or first.isdigit()
+    named = any(w[:1].isupper() and w.lower().strip(",.’'") not in COMMON for w in np.split())
+    return named or bool(set(words) & nouns) or first.isdigit()
 
 
 @dataclass
@@ -158,6 +165,8 @@ class _Extractor:
             m = re.match(r"\s*(?P<np>[^“”\"]{1,110}?)\s+" + AUX + r"(?P<v>" + FINITE.pattern + r")", after)
             inv = re.match(r"\s*(?P<v>said|says|added|wrote|told|asked)\s+(?P<np>[^“”\",.]{1,80})", after)
             tail_q = t[qe - 2:qe - 1] in ",?!" or t[qe - 1:qe] != "”" or t[qe - 2:qe - 1] == "."
+            opens = re.search(r"(?:^|[,:;–—]|[.!?]”?)\s*$", t[sent[0]:qs]) is not None or qs <= sent[0]
+            tail_q = tail_q and opens
             if m and _speakerlike(m.group("np")) and tail_q and not BOUNDARY.match(m.group("np") + " "):
                 self.candidates.append(_Candidate(cs, ce, "direct", m.group("v"), m.group("np"),
                                                   qe + m.start("np"), sentence=sent))
@@ -174,7 +183,7 @@ class _Extractor:
                 continue
             ends_clause = re.fullmatch(r"[\s.!?]*", t[qe:sent[1]] if qe < sent[1] else "") is not None
             lead = re.search(r"\b(?:(?P<v>adding|saying|noting|stressing|warning|insisting|and|added|said)"
-                             r"(?:\s+that)?|that)\s*$", before)
+                             r"(?:\s+that)?|that)(?:\s+[^“”.]{0,100},)?\s*$", before)
             if lead and ends_clause and len(before.strip()) > 0:
                 self.candidates.append(_Candidate(cs, ce, "direct", lead.group(0).strip(), inherit=True,
                                                   sentence=sent))
@@ -190,16 +199,19 @@ class _Extractor:
     def trailing(self, s: int, e: int) -> int | None:
         """'CLAUSE, X said.': the clause as a statement; returns where the reporting verb ends."""
         t = self.text
-        for c in re.finditer(r",\s+", t[s:e]):
+        for c in re.finditer(r",[”\"]?\s+", t[s:e]):
             at = s + c.end()
-            if self.in_quote(at - 1) or at - s < 12:
+            if at - s < 12:
                 continue
             m = re.match(r"(?P<np>[^“”\"]{1,150}?)\s+" + AUX + r"(?P<v>" + FINITE.pattern + r")\b", t[at:e])
             inv = re.match(r"(?P<v>said|says|added|wrote)\s+(?P<np>[^,.“”]{2,80})[.]?\s*$", t[at:e])
             if m:
                 np, rest = m.group("np"), t[at + m.end():e]
                 first_clause = re.split(r",\s", rest)[0]
-                if (not _speakerlike(np) or " that " in f" {first_clause} " or len(first_clause.split()) > 10
+                adverbial = (not first_clause.strip(" .") or m.group("v") in TELL
+                             or _words(first_clause)[0] in ADVERBIAL)
+                if (not adverbial or not _speakerlike(np) or " that " in f" {first_clause} "
+                        or len(first_clause.split()) > 10
                         or set(_words(first_clause)) & CLAUSE_WORDS or self.in_quote(at + m.start("v"))):
                     continue
                 ss, se = _trim(t, s, s + c.start())
@@ -224,8 +236,13 @@ class _Extractor:
         head = re.sub(r"\s+" + AUX + r"$", "", t[s:v].rstrip() + " ").rstrip()
         head = re.sub(r"(?:\s+(?:has|have|had|also|long|repeatedly|publicly|reportedly|previously|already|"
                       r"recently|now|openly|both|further|again))+$", "", head)
+        if re.search(r"(?:[,;–]|\band|\bbut|\bwhile|\bthough|\bthus)(?:\s+also)?$", head):
+            return "", -1  # "..., adding", "... and said": the speaker is the clause's subject
         cut = 0
         for m in BOUNDARY.finditer(head):
+            if m.group(0).startswith("and") and re.search(r"[A-Z]\S*\s+$", head[:m.start()]) \
+                    and re.match(r"and\s+(?:the\s+)?[A-Z]", m.group(0) + head[m.end():]):
+                continue  # "Russia and the US"
             if not self.in_quote(s + m.start()):
                 cut = m.end()
         np = head[cut:]
@@ -252,8 +269,12 @@ class _Extractor:
                 continue
             verb = m.group(0)
             after = t[v1:e]
-            if re.match(r"\s+by\b|\s*[.,;]|\s*$", after) or (v0 > 0 and t[v0 - 1] in "-"):
+            if (re.match(r"\s+by\b|\s*[.;]|\s*$|-", after) or (v0 > 0 and t[v0 - 1] in "-")
+                    or (after.startswith(",") and not re.match(r",(?:\s+\w+){1,2},\s+that\b", after))):
                 continue  # passive ("cited by"), or nothing reported
+            if re.search(r"\b(?:the|a|an|his|her|its|their|our|this|these|those)\s+$", t[max(s, v0 - 8):v0],
+                         re.IGNORECASE):
+                continue  # a noun ("the report", "his remarks")
             np, np_start = self.subject(s, v0)
             inherit = not np.strip()
             before = t[max(s, v0 - 12):v0]
@@ -301,7 +322,7 @@ class _Extractor:
             np_start = max(s, m.start() - 80) + owner.start(1)
             self.candidates.append(_Candidate(ss, se, "indirect", m.group(0).split()[0], owner.group(1),
                                               np_start, sentence=(s, e), possessive=True))
-            taken.append((ss, se))
+            taken.append((m.start(), se))
 
     def according(self, s: int, e: int, taken: list[tuple[int, int]]) -> None:
         t = self.text
@@ -407,7 +428,7 @@ def _speaker(ex: _Extractor, np: str, at: int, last: dict[str, str | None], poss
         words = words[1:]
     if not words:
         return None
-    if words[0] in PRONOUNS:
+    if words[0] in PRONOUNS and (len(words) == 1 or words[0] == "its"):
         kind = PRONOUNS[words[0]]
         if kind == "person":
             return last["person"] or names.nearest(at, True)

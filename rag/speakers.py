@@ -92,7 +92,7 @@ class ArticleNames:
         self.aliases: dict[str, str] = {}  # "KIIS" -> "Kiev International Institute of Sociology"
         self.counts: Counter[str] = Counter()
         runs = [(m.start(), m.end()) for s, e in spans for m in RUN.finditer(text, s, e)]
-        lowered = set(re.findall(r"(?<![\w.!?]\s)(?<=\s)[a-z][\w’'-]*", text))
+        lowered = set(re.findall(r"\b[a-z][\w’'-]*", text))
         people: dict[str, Entity] = {}
         for s, e in runs:
             for part_s, part_e in self._split(s, e):
@@ -108,7 +108,7 @@ class ArticleNames:
     def _split(self, s: int, e: int) -> list[tuple[int, int]]:
         """A run joined by "and" stays whole only when it names an organisation ("Office on Drugs and Crime")."""
         chunk = self.text[s:e]
-        if " and " not in chunk or _has_org_word(chunk.split(" and ")[-1].split()):
+        if " and " not in chunk or _has_org_word(chunk.split()):
             return [(s, e)]
         out, pos = [], s
         for part in chunk.split(" and "):
@@ -126,7 +126,9 @@ class ArticleNames:
         possessive = bool(POSSESSIVE.match(self.text[e:e + 2]))
         if tokens[-1].endswith(("’s", "'s")):
             tokens[-1], possessive = tokens[-1][:-2], True
-        if len(tokens) == 1 and (tokens[0].lower() in lowered or tokens[0].lower() in COMMON):
+        if len(tokens) == 1 and (tokens[0].lower() in lowered or tokens[0].lower() in COMMON
+                                 or (_is_title(tokens[0]) and not tokens[0].isupper())
+                                 or tokens[0].endswith("ing")):
             return None
         window = self.text[max(0, s - 60):s].lower().split()[-6:]
         roles = {w.strip(",.’'") for w in window} | {t.lower() for t in tokens if _is_title(t)}
@@ -137,7 +139,7 @@ class ArticleNames:
             name = name[1:]
         if len(name) == 1 and len(tokens) > 1 and not _is_title(tokens[-1]):
             name = tokens[-1:]  # "President Putin": a titled surname
-        person = not (len(name) == 1 and not any(_is_title(t) for t in tokens))
+        person = len(name) > 1 or any(t.lower() in TITLES for t in tokens)
         if all(_is_title(t) for t in name):
             return Mention(s, e, Entity(" ".join(tokens), False, frozenset()), possessive)
         after = self.text[e:e + 80]
