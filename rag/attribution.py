@@ -53,11 +53,13 @@ estimate believe acknowledge admit assert reiterate emphasize emphasise maintain
 recognise reveal write declare complain concede observe remark reply respond contend allege conclude find recall
 agree fear promise vow pledge threaten urge comment mention tweet speculate caution assure inform remind signal
 accuse cite allude describe highlight reject propose offer question dismiss demand announce""".split()
-VERB_FORMS = sorted({f for b in _BASES for f in _forms(b)}, key=len, reverse=True)
+VERB_FORMS = sorted({f for b in _BASES for f in _forms(b)} - {"state", "states"}, key=len, reverse=True)
 _PHRASES = [r"rul(?:e|ed|es|ing) out", r"rais(?:e|ed|es|ing) concerns?(?: \w+)? (?:over|about|that)",
             r"point(?:s|ed|ing)? out", r"made (?:a|the) (?:\w+ ){0,2}(?:proposal|claim|pledge)"]
 CUE = re.compile(r"\b(?:" + "|".join(_PHRASES + VERB_FORMS) + r")\b")
 FINITE = re.compile(r"\b(?:" + "|".join(f for f in VERB_FORMS if not f.endswith("ing")) + r")\b")
+PAST = re.compile(r"\b(?:" + "|".join(f for f in VERB_FORMS if f.endswith("ed") or f in (
+    "said", "told", "wrote", "found", "thought")) + r")\b")
 PREP_AFTER = re.compile(r"\s+(?:to|of|about|against|on)\b(?=\s)")
 ADVERBIAL = {"in", "on", "at", "to", "during", "after", "before", "last", "this", "earlier", "late", "ahead",
              "while", "when", "via", "from", "with", "for", "recently", "previously", "yesterday", "today",
@@ -101,7 +103,7 @@ def _speakerlike(np: str) -> bool:
     words = [w for w in _words(np) if w]
     if not words or len(words) > 18 or any(c in np for c in "“”\""):
         return False
-    if set(words) & CLAUSE_WORDS or FINITE.search(np):
+    if set(words) & CLAUSE_WORDS or PAST.search(np):
         return False
     first = np.lstrip(EDGE_LEAD)[:1]
     nouns = GENERIC | PERSON_NOUNS | ORG_NOUNS | RESEARCH_NOUNS | {"organizers", "respondents", "institute"}
@@ -129,6 +131,7 @@ class _Candidate:
     follow: bool = False  # a quote with no cue: the article's last speaker goes on
     sentence: tuple[int, int] = (0, 0)
     possessive: bool = False
+    cue_at: int = -1
 
 
 class _Extractor:
@@ -186,7 +189,7 @@ class _Extractor:
                              r"(?:\s+that)?|that)(?:\s+[^“”.]{0,100},)?\s*$", before)
             if lead and ends_clause and len(before.strip()) > 0:
                 self.candidates.append(_Candidate(cs, ce, "direct", lead.group(0).strip(), inherit=True,
-                                                  sentence=sent))
+                                                  sentence=sent, cue_at=s + lead.start()))
                 continue
             whole = not before.strip() or re.search(r"[.!?]”?\s*$", before)
             if whole and ends_clause and len(t[cs:ce].split()) >= 3:
@@ -201,7 +204,8 @@ class _Extractor:
         t = self.text
         for c in re.finditer(r",[”\"]?\s+", t[s:e]):
             at = s + c.end()
-            if at - s < 12:
+            if at - s < 12 or any(d.kind == "direct" and d.cue and 0 <= s + c.start() - d.end <= 2
+                                  for d in self.candidates):
                 continue
             m = re.match(r"(?P<np>[^“”\"]{1,150}?)\s+" + AUX + r"(?P<v>" + FINITE.pattern + r")\b", t[at:e])
             inv = re.match(r"(?P<v>said|says|added|wrote)\s+(?P<np>[^,.“”]{2,80})[.]?\s*$", t[at:e])
@@ -226,7 +230,7 @@ class _Extractor:
 
     def clause_end(self, start: int, e: int) -> int:
         m = CUT.search(self.text, start, e)
-        while m and self.in_quote(m.start()):
+        while m and self.in_quote(m.end() - 1):
             m = CUT.search(self.text, m.end(), e)
         return m.start() if m else e
 
@@ -276,6 +280,9 @@ class _Extractor:
                          re.IGNORECASE):
                 continue  # a noun ("the report", "his remarks")
             np, np_start = self.subject(s, v0)
+            with_np = re.search(r"\bwith\s+([^,“”]+?)\s*$", t[s:v0]) if verb.endswith("ing") else None
+            if with_np:
+                np, np_start = with_np.group(1), s + with_np.start(1)
             inherit = not np.strip()
             before = t[max(s, v0 - 12):v0]
             if inherit and not (verb.endswith("ing") or re.search(r"(?:and|but|,)\s+(?:also\s+)?$", before)):
@@ -304,7 +311,8 @@ class _Extractor:
             ss, se = _trim(t, start, end)
             if se - ss < 3:
                 continue
-            self.candidates.append(_Candidate(ss, se, "indirect", verb, np, np_start, inherit, sentence=(s, e)))
+            self.candidates.append(_Candidate(ss, se, "indirect", verb, np, np_start, inherit, sentence=(s, e),
+                                              cue_at=v0))
             taken.append((ss, se))
             pos = se
 
@@ -365,6 +373,8 @@ class _Extractor:
         """Indirect statements end where a cued quote begins; one mostly inside a quote goes."""
         out = list(direct)
         for c in self.candidates[len(direct):]:
+            if any(d.inherit and d.cue_at == c.cue_at for d in direct):
+                continue  # "adding that if ..., “quote”": the quote is the statement
             for d in direct:
                 if c.start < d.start - 1 < c.end and d.cue:
                     c.start, c.end = _trim(self.text, c.start, self.text.rfind("“", c.start, d.start))
@@ -436,9 +446,9 @@ def _speaker(ex: _Extractor, np: str, at: int, last: dict[str, str | None], poss
             return last["org"] or names.nearest(at, False)
         return last["any"]
     ments = [m for m in names.entities_in(at, at + len(np)) if possessive or not m.possessive]
-    if len(ments) >= 2 and " and " in np:
-        first = ments[0].start
-        return ex.text[first:at + len(np.rstrip())].strip(" ,")
+    pair = re.fullmatch(r"(?:both\s+)?(\S.*?\S)\s+and\s+(?:the\s+)?(\S.*?)", np.strip(" ,"), re.IGNORECASE)
+    if len(ments) == 2 and pair and all(ex.text[m.start:m.end] in pair.groups() for m in ments):
+        return ex.text[ments[0].start:at + len(np.rstrip(" ,"))]
     people = [names.full_name(m) for m in ments if names.full_name(m).person]
     if people:
         return people[-1].name

@@ -79,6 +79,10 @@ def _is_title(token: str) -> bool:
             (token.isupper() and len(token) <= 5 and token.isalpha()))
 
 
+def _national(word: str) -> bool:
+    return word in NATIONALITY or word.endswith(("ian", "ese")) or word in ("us", "uk", "eu", "american")
+
+
 def _has_org_word(tokens: Sequence[str]) -> bool:
     return any(t.lower() in ORG_WORDS for t in tokens)
 
@@ -175,16 +179,17 @@ class ArticleNames:
         if want_person:
             head = words[-1]
             group = next((g for g in SYNONYMS if head in g), {head})
+            nations = {w for w in words if _national(w)}
             scored = []
             for m in self.mentions:
                 full = self.full_name(m)
-                if not full.person or not (group & full.roles | group & m.entity.roles):
-                    continue
                 roles = full.roles | m.entity.roles
+                if not full.person or not group & roles or (nations and {r for r in roles if _national(r)} - nations):
+                    continue
                 scored.append((len(set(words) & roles), -abs(m.start - at), full.name))
             if scored:
                 return max(scored)[2]
-            people = Counter({n: c for n, c in self.counts.items() if self._is_person(n)})
+            people = Counter(self.full_name(m).name for m in self.mentions if self.full_name(m).person)
             return people.most_common(1)[0][0] if people else None
         head = words[-1]
         orgs = [m for m in self.mentions if not m.entity.person and len(m.entity.name.split()) > 1
