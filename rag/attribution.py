@@ -56,7 +56,7 @@ accuse cite allude describe highlight reject propose offer question dismiss dema
 VERB_FORMS = sorted({f for b in _BASES for f in _forms(b)} - {"state", "states"}, key=len, reverse=True)
 _PHRASES = [r"rul(?:e|ed|es|ing) out", r"rais(?:e|ed|es|ing) concerns?(?: \w+)? (?:over|about|that)",
             r"point(?:s|ed|ing)? out", r"made (?:a|the) (?:\w+ ){0,2}(?:proposal|claim|pledge)"]
-CUE = re.compile(r"\b(?:" + "|".join(_PHRASES + VERB_FORMS) + r")\b")
+CUE = re.compile(r"\b(?:" + "|".join([p.replace(" ", r"\s+") for p in _PHRASES] + VERB_FORMS) + r")\b")
 FINITE = re.compile(r"\b(?:" + "|".join(f for f in VERB_FORMS if not f.endswith("ing")) + r")\b")
 PAST = re.compile(r"\b(?:" + "|".join(f for f in VERB_FORMS if f.endswith("ed") or f in (
     "said", "told", "wrote", "found", "thought")) + r")\b")
@@ -81,7 +81,7 @@ _CUT = (r"(?:,\s*|\s+(?:and|but)\s+|,\s*(?:and|but|while|though|thus|with\s+\S+\
 CUT = re.compile(_CUT)
 NOUN_CUE = re.compile(r"\b(?:report|remarks|claims?|statements?|warning|assertion|allegations?|assessment)"
                       r"\s+that\s+")
-ACCORDING = re.compile(r"\b(?:[Aa]ccording to|as (?:described|reported|stated|noted|put) by)\s+")
+ACCORDING = re.compile(r"\b(?:[Aa]ccording\s+to|as\s+(?:described|reported|stated|noted|put)\s+by)\s+")
 QUOTE = re.compile(r"“[^“”]*”|\"[^\"\n]*\"")
 
 
@@ -240,7 +240,7 @@ class _Extractor:
         head = re.sub(r"\s+" + AUX + r"$", "", t[s:v].rstrip() + " ").rstrip()
         head = re.sub(r"(?:\s+(?:has|have|had|also|long|repeatedly|publicly|reportedly|previously|already|"
                       r"recently|now|openly|both|further|again))+$", "", head)
-        if re.search(r"(?:[,;–]|\band|\bbut|\bwhile|\bthough|\bthus)(?:\s+also)?$", head):
+        if re.search(r"(?:[,;–][’”\"]*|\band|\bbut|\bwhile|\bthough|\bthus)(?:\s+also)?$", head):
             return "", -1  # "..., adding", "... and said": the speaker is the clause's subject
         cut = 0
         for m in BOUNDARY.finditer(head):

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 _WORD = r"[A-Z][\w.’'\-]*\w|[A-Z]"
-RUN = re.compile(rf"(?:{_WORD})(?:\s+(?:(?:of|on|for|and|the|de|van|von|bin|al)\s+){{0,2}}(?:{_WORD}))*")
+_SP = "[ \xa0]+"
+RUN = re.compile(rf"(?:{_WORD})(?:{_SP}(?:(?:of|on|for|and|the|de|van|von|bin|al){_SP}){{0,2}}(?:{_WORD}))*")
 POSSESSIVE = re.compile(r"^(?:’s|'s|’|')")
 
 # Capitalised words that open sentences or name no one.
@@ -50,6 +51,9 @@ sources outlets media people residents witnesses commentators sceptics skeptics 
 figures data polls studies surveys insiders diplomats lawmakers""".split())
 SYNONYMS = ({"envoy", "ambassador", "diplomat"}, {"spokeswoman", "spokesman", "spokesperson"},
             {"leader", "president", "premier", "head", "chief"}, {"minister"}, {"secretary", "secretary-general"})
+MONTHS_DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday", "January",
+               "February", "March", "April", "May", "June", "July", "August", "September", "October",
+               "November", "December")
 PRONOUNS = {"he": "person", "she": "person", "him": "person", "her": "person", "his": "person",
             "it": "org", "its": "org", "they": "any", "their": "any"}
 RELATIVES = frozenset({"which", "who", "that"})
@@ -112,6 +116,12 @@ class ArticleNames:
     def _split(self, s: int, e: int) -> list[tuple[int, int]]:
         """A run joined by "and" stays whole only when it names an organisation ("Office on Drugs and Crime")."""
         chunk = self.text[s:e]
+        poss = re.search(r"(?:’s|'s)\s+", chunk)
+        if poss:  # "RT’s Rick Sanchez": two names
+            return self._split(s, s + poss.start()) + self._split(s + poss.end(), e)
+        cut = re.search(r"\s+(?:of|on|for|and|the)\s+(?:the\s+)?(?:" + "|".join(MONTHS_DAYS) + r")\b", chunk)
+        if cut:
+            return self._split(s, s + cut.start())
         if " and " not in chunk or _has_org_word(chunk.split()):
             return [(s, e)]
         out, pos = [], s
@@ -134,7 +144,7 @@ class ArticleNames:
                                  or (_is_title(tokens[0]) and not tokens[0].isupper())
                                  or tokens[0].endswith("ing")):
             return None
-        window = self.text[max(0, s - 60):s].lower().split()[-6:]
+        window = re.split(r"[,.;:–(\n]", self.text[max(0, s - 60):s].lower())[-1].split()[-6:]
         roles = {w.strip(",.’'") for w in window} | {t.lower() for t in tokens if _is_title(t)}
         if _has_org_word(tokens) or len(tokens) == 1:
             return Mention(s, e, Entity(" ".join(tokens), False, frozenset()), possessive)
