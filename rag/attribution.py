@@ -8,9 +8,44 @@ sentence splitter, and the article's own name mentions for the speaker (`rag.spe
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Iterator, Sequence
+
+
+@functools.lru_cache(maxsize=None)
+def _rx(pattern: str, flags: int = 0) -> re.Pattern[str]:
+    """A compiled pattern, kept: the sentence splitter's own patterns would push ours out of `re`'s cache."""
+    return re.compile(pattern, flags)
+
+
+def _re_match(pattern: str, string: str, flags: int = 0):  # type: ignore[no-untyped-def]
+    return _rx(pattern, flags).match(string)
+
+
+def _re_search(pattern: str, string: str, flags: int = 0):  # type: ignore[no-untyped-def]
+    return _rx(pattern, flags).search(string)
+
+
+def _re_fullmatch(pattern: str, string: str, flags: int = 0):  # type: ignore[no-untyped-def]
+    return _rx(pattern, flags).fullmatch(string)
+
+
+def _re_finditer(pattern: str, string: str, flags: int = 0):  # type: ignore[no-untyped-def]
+    return _rx(pattern, flags).finditer(string)
+
+
+def _re_findall(pattern: str, string: str, flags: int = 0):  # type: ignore[no-untyped-def]
+    return _rx(pattern, flags).findall(string)
+
+
+def _re_split(pattern: str, string: str, flags: int = 0):  # type: ignore[no-untyped-def]
+    return _rx(pattern, flags).split(string)
+
+
+def _re_sub(pattern: str, repl: str, string: str, flags: int = 0) -> str:
+    return _rx(pattern, flags).sub(repl, string)
 
 from .sentences import sentence_spans
 from .speakers import COMMON, GENERIC, ORG_NOUNS, PERSON_NOUNS, PRONOUNS, RESEARCH_NOUNS, ArticleNames
@@ -119,6 +154,42 @@ def _speakerlike(np: str) -> bool:
     return named or bool(set(words) & nouns) or first.isdigit()
 
 
+class _NPVerb:
+    """A noun phrase followed by a reporting verb at the start of a string (what a regex match would give)."""
+
+    def __init__(self, text: str, np_start: int, np_end: int, v_start: int, v_end: int) -> None:
+        self.text, self.spans = text, {"np": (np_start, np_end), "v": (v_start, v_end)}
+
+    def group(self, name: str) -> str:
+        a, b = self.spans[name]
+        return self.text[a:b]
+
+    def start(self, name: str) -> int:
+        return self.spans[name][0]
+
+    def end(self) -> int:
+        return self.spans["v"][1]
+
+
+_AUX_TAIL = re.compile(r"(?:\s+(?:has|have|had|also|long|repeatedly|publicly|reportedly|previously|already|"
+                       r"recently|later|then|further|again|once|earlier|openly|now|both))*\s*$")
+
+
+def _np_verb(text: str, limit: int) -> _NPVerb | None:
+    """`NP [has] VERB` at the start of `text`, NP at most `limit` characters, no quotation marks, the first
+    reporting verb taken."""
+    v = FINITE.search(text, 0, limit + 80)
+    if v is None:
+        return None
+    lead = len(text) - len(text.lstrip())
+    np_end = _AUX_TAIL.search(text, lead, v.start()).start()  # type: ignore[union-attr]
+    if np_end <= lead or np_end - lead > limit or any(c in text[lead:np_end] for c in "“”\""):
+        return None
+    if not text[np_end:v.start()][:1].isspace():
+        return None
+    return _NPVerb(text, lead, np_end, v.start(), v.end())
+
+
 @dataclass
 class _Candidate:
     start: int
@@ -163,12 +234,12 @@ class _Extractor:
                 continue
             sent = next(((a, b) for a, b in sentences if a <= qs < b), (qs, qe))
             after, before = t[qe:e], t[s:qs]
-            if re.fullmatch(r"[\s.!?,]*", t[qe:sent[1]]) is None:
+            if _re_fullmatch(r"[\s.!?,]*", t[qe:sent[1]]) is None:
                 pass
-            m = re.match(r"\s*(?P<np>[^“”\"]{1,110}?)\s+" + AUX + r"(?P<v>" + FINITE.pattern + r")", after)
-            inv = re.match(r"\s*(?P<v>said|says|added|wrote|told|asked)\s+(?P<np>[^“”\",.]{1,80})", after)
+            m = _np_verb(after, 110)
+            inv = _re_match(r"\s*(?P<v>said|says|added|wrote|told|asked)\s+(?P<np>[^“”\",.]{1,80})", after)
             tail_q = t[qe - 2:qe - 1] in ",?!" or t[qe - 1:qe] != "”" or t[qe - 2:qe - 1] == "."
-            opens = re.search(r"(?:^|[,:;–—]|[.!?]”?)\s*$", t[sent[0]:qs]) is not None or qs <= sent[0]
+            opens = _re_search(r"(?:^|[,:;–—]|[.!?]”?)\s*$", t[sent[0]:qs]) is not None or qs <= sent[0]
             tail_q = tail_q and opens
             if m and _speakerlike(m.group("np")) and tail_q and not BOUNDARY.match(m.group("np") + " "):
                 self.candidates.append(_Candidate(cs, ce, "direct", m.group("v"), m.group("np"),
@@ -178,20 +249,21 @@ class _Extractor:
                 self.candidates.append(_Candidate(cs, ce, "direct", inv.group("v"), inv.group("np"),
                                                   qe + inv.start("np"), sentence=sent))
                 continue
-            b = re.search(r"(?P<np>[^“”\",.;]{1,110}?)\s+" + AUX + r"(?P<v>" + FINITE.pattern + r")\s*[:,]\s*$",
-                          before)
+            lead_in = before.rstrip()
+            b = (_re_search(r"(?P<np>[^“”\",.;]{1,110}?)\s+" + AUX + r"(?P<v>" + FINITE.pattern + r")\s*[:,]\s*$",
+                            before[-160:]) if lead_in.endswith((":", ",")) else None)
             if b and _speakerlike(b.group("np")):
                 self.candidates.append(_Candidate(cs, ce, "direct", b.group("v"), b.group("np"),
-                                                  s + b.start("np"), sentence=sent))
+                                                  s + max(0, len(before) - 160) + b.start("np"), sentence=sent))
                 continue
-            ends_clause = re.fullmatch(r"[\s.!?]*", t[qe:sent[1]] if qe < sent[1] else "") is not None
-            lead = re.search(r"\b(?:(?P<v>adding|saying|noting|stressing|warning|insisting|and|added|said)"
+            ends_clause = _re_fullmatch(r"[\s.!?]*", t[qe:sent[1]] if qe < sent[1] else "") is not None
+            lead = _re_search(r"\b(?:(?P<v>adding|saying|noting|stressing|warning|insisting|and|added|said)"
                              r"(?:\s+that)?|that)(?:\s+[^“”.]{0,100},)?\s*$", before)
             if lead and ends_clause and len(before.strip()) > 0:
                 self.candidates.append(_Candidate(cs, ce, "direct", lead.group(0).strip(), inherit=True,
                                                   sentence=sent, cue_at=s + lead.start()))
                 continue
-            whole = not before.strip() or re.search(r"[.!?]”?\s*$", before)
+            whole = not before.strip() or _re_search(r"[.!?]”?\s*$", before)
             if whole and ends_clause and len(t[cs:ce].split()) >= 3:
                 self.candidates.append(_Candidate(cs, ce, "direct", "", follow=True, sentence=sent))
 
@@ -202,16 +274,16 @@ class _Extractor:
     def trailing(self, s: int, e: int) -> int | None:
         """'CLAUSE, X said.': the clause as a statement; returns where the reporting verb ends."""
         t = self.text
-        for c in re.finditer(r",[”\"]?\s+", t[s:e]):
+        for c in _re_finditer(r",[”\"]?\s+", t[s:e]):
             at = s + c.end()
             if at - s < 12 or any(d.kind == "direct" and d.cue and 0 <= s + c.start() - d.end <= 2
                                   for d in self.candidates):
                 continue
-            m = re.match(r"(?P<np>[^“”\"]{1,150}?)\s+" + AUX + r"(?P<v>" + FINITE.pattern + r")\b", t[at:e])
-            inv = re.match(r"(?P<v>said|says|added|wrote)\s+(?P<np>[^,.“”]{2,80})[.]?\s*$", t[at:e])
+            m = _np_verb(t[at:e], 150)
+            inv = _re_match(r"(?P<v>said|says|added|wrote)\s+(?P<np>[^,.“”]{2,80})[.]?\s*$", t[at:e])
             if m:
                 np, rest = m.group("np"), t[at + m.end():e]
-                first_clause = re.split(r",\s", rest)[0]
+                first_clause = _re_split(r",\s", rest)[0]
                 adverbial = (not first_clause.strip(" .") or m.group("v") in TELL
                              or _words(first_clause)[0] in ADVERBIAL)
                 if (not adverbial or not _speakerlike(np) or " that " in f" {first_clause} "
@@ -237,23 +309,23 @@ class _Extractor:
     def subject(self, s: int, v: int) -> tuple[str, int]:
         """The noun phrase before a reporting verb at `v`, back to the clause boundary."""
         t = self.text
-        head = re.sub(r"\s+" + AUX + r"$", "", t[s:v].rstrip() + " ").rstrip()
-        head = re.sub(r"(?:\s+(?:has|have|had|also|long|repeatedly|publicly|reportedly|previously|already|"
+        head = _re_sub(r"\s+" + AUX + r"$", "", t[s:v].rstrip() + " ").rstrip()
+        head = _re_sub(r"(?:\s+(?:has|have|had|also|long|repeatedly|publicly|reportedly|previously|already|"
                       r"recently|now|openly|both|further|again))+$", "", head)
-        if re.search(r"(?:[,;–][’”\"]*|\band|\bbut|\bwhile|\bthough|\bthus)(?:\s+also)?$", head):
+        if _re_search(r"(?:[,;–][’”\"]*|\band|\bbut|\bwhile|\bthough|\bthus)(?:\s+also)?$", head):
             return "", -1  # "..., adding", "... and said": the speaker is the clause's subject
         cut = 0
         for m in BOUNDARY.finditer(head):
-            if m.group(0).startswith("and") and re.search(r"[A-Z]\S*\s+$", head[:m.start()]) \
-                    and re.match(r"and\s+(?:the\s+)?[A-Z]", m.group(0) + head[m.end():]):
+            if m.group(0).startswith("and") and _re_search(r"[A-Z]\S*\s+$", head[:m.start()]) \
+                    and _re_match(r"and\s+(?:the\s+)?[A-Z]", m.group(0) + head[m.end():]):
                 continue  # "Russia and the US"
             if not self.in_quote(s + m.start()):
                 cut = m.end()
         np = head[cut:]
         if (not np.strip() or not _speakerlike(np)) and cut:
             prev = head[:cut].rstrip(" ,")
-            if re.search(r"\b(?:which|who)\s*$", head[:cut]):
-                prev = re.sub(r",?\s*(?:which|who)\s*$", "", head[:cut])
+            if _re_search(r"\b(?:which|who)\s*$", head[:cut]):
+                prev = _re_sub(r",?\s*(?:which|who)\s*$", "", head[:cut])
             elif np.strip() and not np.strip()[0].islower():
                 return np, s + cut
             elif not np.strip():
@@ -273,38 +345,38 @@ class _Extractor:
                 continue
             verb = m.group(0)
             after = t[v1:e]
-            if (re.match(r"\s+by\b|\s*[.;]|\s*$|-", after) or (v0 > 0 and t[v0 - 1] in "-")
-                    or (after.startswith(",") and not re.match(r",(?:\s+\w+){1,2},\s+that\b", after))):
+            if (_re_match(r"\s+by\b|\s*[.;]|\s*$|-", after) or (v0 > 0 and t[v0 - 1] in "-")
+                    or (after.startswith(",") and not _re_match(r",(?:\s+\w+){1,2},\s+that\b", after))):
                 continue  # passive ("cited by"), or nothing reported
-            if re.search(r"\b(?:the|a|an|his|her|its|their|our|this|these|those)\s+$", t[max(s, v0 - 8):v0],
+            if _re_search(r"\b(?:the|a|an|his|her|its|their|our|this|these|those)\s+$", t[max(s, v0 - 8):v0],
                          re.IGNORECASE):
                 continue  # a noun ("the report", "his remarks")
             np, np_start = self.subject(s, v0)
-            with_np = re.search(r"\bwith\s+([^,“”]+?)\s*$", t[s:v0]) if verb.endswith("ing") else None
+            with_np = _re_search(r"\bwith\s+([^,“”]+?)\s*$", t[s:v0]) if verb.endswith("ing") else None
             if with_np:
                 np, np_start = with_np.group(1), s + with_np.start(1)
             inherit = not np.strip()
             before = t[max(s, v0 - 12):v0]
-            if inherit and not (verb.endswith("ing") or re.search(r"(?:and|but|,)\s+(?:also\s+)?$", before)):
+            if inherit and not (verb.endswith("ing") or _re_search(r"(?:and|but|,)\s+(?:also\s+)?$", before)):
                 continue
             if not inherit and not _speakerlike(np):
                 continue
-            if not inherit and verb.endswith("ing") and not re.search(r"\b(?:with|by)\b", np):
+            if not inherit and verb.endswith("ing") and not _re_search(r"\b(?:with|by)\b", np):
                 continue  # "the figures showing", a gerund, not a speaker
             start = v1
             pm = PREP_AFTER.match(t, start)
             if pm and verb.split()[0] in ("allude", "alluded", "alludes", "alluding", "warned", "warning",
                                           "warns", "warn", "hinted", "hinting", "complained", "commented"):
                 start = pm.end()
-            that = re.match(r"(?:[^,.;“”]{0,80}?\s)?that\s+", t[start:e] + " ")
+            that = _re_match(r"(?:[^,.;“”]{0,80}?\s)?that\s+", t[start:e] + " ")
             if that and len(t[start:start + that.end()].split()) <= 12:
                 start += that.end()
             elif verb in TELL:
-                obj = re.match(r"\s*(?:(?:[A-Z][\w’'.-]*\s+)+|(?:him|her|them|us|me|reporters|journalists)\s+"
+                obj = _re_match(r"\s*(?:(?:[A-Z][\w’'.-]*\s+)+|(?:him|her|them|us|me|reporters|journalists)\s+"
                                r"|the\s+\w+\s+)", t[start:e])
                 start += obj.end() if obj else 0
             else:
-                adv = re.match(r"\s*(?:(?:on|last|this|earlier|previously|also)\s+(?:\w+day|week|month|year)?\s*)*",
+                adv = _re_match(r"\s*(?:(?:on|last|this|earlier|previously|also)\s+(?:\w+day|week|month|year)?\s*)*",
                                t[start:e])
                 start += adv.end() if adv else 0
             end = self.clause_end(start, e)
@@ -322,7 +394,7 @@ class _Extractor:
             if self.in_quote(m.start()) or any(a <= m.start() < b for a, b in taken):
                 continue
             lead = t[max(s, m.start() - 80):m.start()]
-            owner = re.search(r"((?:[A-Z][\w.’'-]*\s+)*[A-Z][\w.’'-]*)(?:’s|'s)?\s+(?:[a-z]+\s+)?$", lead)
+            owner = _re_search(r"((?:[A-Z][\w.’'-]*\s+)*[A-Z][\w.’'-]*)(?:’s|'s)?\s+(?:[a-z]+\s+)?$", lead)
             if not owner:
                 continue
             end = t.find(", ", m.end(), e)
@@ -353,10 +425,9 @@ class _Extractor:
             taken.append((ss, se))
             taken.append((m.start(), m.end() + len(np)))
 
-    def run(self) -> list[_Candidate]:
-        sentences = [sp for a, b in self.spans for sp in sentence_spans(self.text, a, b)]
+    def run(self, sentences: list[tuple[int, int]]) -> list[_Candidate]:
         for a, b in self.spans:
-            for line in re.finditer(r"[^\n]+", self.text[a:b]):
+            for line in _re_finditer(r"[^\n]+", self.text[a:b]):
                 self.direct(a + line.start(), a + line.end(), sentences)
         direct = [c for c in self.candidates]
         for s, e in sentences:
@@ -384,12 +455,16 @@ class _Extractor:
         return sorted(out, key=lambda c: (c.start, c.end))
 
 
-def extract_statements(text: str, spans: Sequence[tuple[int, int]] | None = None) -> tuple[Statement, ...]:
+def extract_statements(text: str, spans: Sequence[tuple[int, int]] | None = None,
+                       sentences: Sequence[tuple[int, int]] | None = None) -> tuple[Statement, ...]:
     """The attributed statements of one article whose indexed parts are `spans` of `text` (the whole text
-    when None), in text order, offsets into `text`."""
+    when None), in text order, offsets into `text`. `sentences`: the article's sentence spans when the caller
+    has them already (a build does), else they are computed with `sentence_spans`."""
     spans = [(0, len(text))] if spans is None else list(spans)
+    if sentences is None:
+        sentences = [sp for a, b in spans for sp in sentence_spans(text, a, b)]
     ex = _Extractor(text, spans)
-    return tuple(_resolve(ex, ex.run()))
+    return tuple(_resolve(ex, ex.run(list(sentences))))
 
 
 def _resolve(ex: _Extractor, cands: list[_Candidate]) -> Iterator[Statement]:
@@ -402,7 +477,7 @@ def _resolve(ex: _Extractor, cands: list[_Candidate]) -> Iterator[Statement]:
             continue
         seen.add((c.start, c.end))
         if c.follow:
-            speaker, mention = last["any"], ""
+            speaker, mention = last["any"] or names.nearest(c.start, True), ""
         elif c.inherit:
             if c.sentence in by_sentence:
                 speaker = by_sentence[c.sentence]
@@ -421,7 +496,7 @@ def _resolve(ex: _Extractor, cands: list[_Candidate]) -> Iterator[Statement]:
 
 def _first_subject(ex: _Extractor, s: int, before: int) -> tuple[str, int]:
     t = ex.text
-    pron = re.search(r"\b(?:he|she|it|they)\b", t[s:before], re.IGNORECASE)
+    pron = _re_search(r"\b(?:he|she|it|they)\b", t[s:before], re.IGNORECASE)
     ments = [m for m in ex.names.mentions if s <= m.start < before and not m.possessive]
     cands = []
     if pron:
@@ -446,7 +521,7 @@ def _speaker(ex: _Extractor, np: str, at: int, last: dict[str, str | None], poss
             return last["org"] or names.nearest(at, False)
         return last["any"]
     ments = [m for m in names.entities_in(at, at + len(np)) if possessive or not m.possessive]
-    pair = re.fullmatch(r"(?:both\s+)?(\S.*?\S)\s+and\s+(?:the\s+)?(\S.*?)", np.strip(" ,"), re.IGNORECASE)
+    pair = _re_fullmatch(r"(?:both\s+)?(\S.*?\S)\s+and\s+(?:the\s+)?(\S.*?)", np.strip(" ,"), re.IGNORECASE)
     if len(ments) == 2 and pair and all(ex.text[m.start:m.end] in pair.groups() for m in ments):
         return ex.text[ments[0].start:at + len(np.rstrip(" ,"))]
     people = [names.full_name(m) for m in ments if names.full_name(m).person]

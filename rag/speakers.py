@@ -7,10 +7,45 @@ source ("critics", "media outlets", "estimates") has no speaker."""
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import Counter
 from dataclasses import dataclass
 from typing import Iterable, Sequence
+
+
+@functools.lru_cache(maxsize=None)
+def _rx(pattern: str, flags: int = 0) -> re.Pattern[str]:
+    """A compiled pattern, kept: the sentence splitter's own patterns would push ours out of `re`'s cache."""
+    return re.compile(pattern, flags)
+
+
+def _re_match(pattern: str, string: str, flags: int = 0):  # type: ignore[no-untyped-def]
+    return _rx(pattern, flags).match(string)
+
+
+def _re_search(pattern: str, string: str, flags: int = 0):  # type: ignore[no-untyped-def]
+    return _rx(pattern, flags).search(string)
+
+
+def _re_fullmatch(pattern: str, string: str, flags: int = 0):  # type: ignore[no-untyped-def]
+    return _rx(pattern, flags).fullmatch(string)
+
+
+def _re_finditer(pattern: str, string: str, flags: int = 0):  # type: ignore[no-untyped-def]
+    return _rx(pattern, flags).finditer(string)
+
+
+def _re_findall(pattern: str, string: str, flags: int = 0):  # type: ignore[no-untyped-def]
+    return _rx(pattern, flags).findall(string)
+
+
+def _re_split(pattern: str, string: str, flags: int = 0):  # type: ignore[no-untyped-def]
+    return _rx(pattern, flags).split(string)
+
+
+def _re_sub(pattern: str, repl: str, string: str, flags: int = 0) -> str:
+    return _rx(pattern, flags).sub(repl, string)
 
 _WORD = r"[A-Z][\w.’'\-]*\w|[A-Z]"
 _SP = "[ \xa0]+"
@@ -31,7 +66,8 @@ envoy secretary secretary-general general admiral colonel major captain lieutena
 governor mayor king queen prince princess sheikh pope bishop judge justice chairman chairwoman chair ceo head
 chief director spokesman spokeswoman spokesperson special representative commissioner commander mp mep
 lawmaker congressman congresswoman speaker leader premier professor dr mr mrs ms sir lord lady former acting
-state assistant executive senior""".split())
+state assistant executive senior coach manager captain analyst economist historian psychiatrist doctor
+professor lawyer attorney activist journalist editor reporter trader founder owner""".split())
 NATIONALITY = frozenset("""french dutch greek thai swiss iraqi israeli saudi british irish polish danish finnish
 swedish turkish spanish scottish welsh english kuwaiti qatari pakistani afghan czech slovak european western
 eastern german""".split())
@@ -100,7 +136,9 @@ class ArticleNames:
         self.aliases: dict[str, str] = {}  # "KIIS" -> "Kiev International Institute of Sociology"
         self.counts: Counter[str] = Counter()
         runs = [(m.start(), m.end()) for s, e in spans for m in RUN.finditer(text, s, e)]
-        lowered = set(re.findall(r"\b[a-z][\w’'-]*", text))
+        lo, hi = (min(a for a, _ in spans), max(b for _, b in spans)) if spans else (0, 0)
+        lowered = set(_re_findall(r"\b[a-z][\w’'-]*", text[lo:hi]))
+        self._full: dict[int, Entity] = {}
         people: dict[str, Entity] = {}
         for s, e in runs:
             for part_s, part_e in self._split(s, e):
@@ -109,17 +147,17 @@ class ArticleNames:
                     self.mentions.append(mention)
                     self.counts[mention.entity.name] += 1
         for m in self.mentions:  # "Long Name (ACR)"
-            after = re.match(r"\s*\(([A-Z]{2,8})\)", text[m.end:m.end + 12])
+            after = _re_match(r"\s*\(([A-Z]{2,8})\)", text[m.end:m.end + 12])
             if after and not m.entity.person:
                 self.aliases[after.group(1)] = m.entity.name
 
     def _split(self, s: int, e: int) -> list[tuple[int, int]]:
         """A run joined by "and" stays whole only when it names an organisation ("Office on Drugs and Crime")."""
         chunk = self.text[s:e]
-        poss = re.search(r"(?:’s|'s)\s+", chunk)
+        poss = _re_search(r"(?:’s|'s)\s+", chunk)
         if poss:  # "RT’s Rick Sanchez": two names
             return self._split(s, s + poss.start()) + self._split(s + poss.end(), e)
-        cut = re.search(r"\s+(?:of|on|for|and|the)\s+(?:the\s+)?(?:" + "|".join(MONTHS_DAYS) + r")\b", chunk)
+        cut = _re_search(r"\s+(?:of|on|for|and|the)\s+(?:the\s+)?(?:" + "|".join(MONTHS_DAYS) + r")\b", chunk)
         if cut:
             return self._split(s, s + cut.start())
         if " and " not in chunk or _has_org_word(chunk.split()):
@@ -144,20 +182,22 @@ class ArticleNames:
                                  or (_is_title(tokens[0]) and not tokens[0].isupper())
                                  or tokens[0].endswith("ing")):
             return None
-        window = re.split(r"[,.;:–(\n]", self.text[max(0, s - 60):s].lower())[-1].split()[-6:]
+        window = _re_split(r"[,.;:–(\n]", self.text[max(0, s - 60):s].lower())[-1].split()[-6:]
         roles = {w.strip(",.’'") for w in window} | {t.lower() for t in tokens if _is_title(t)}
         if _has_org_word(tokens) or len(tokens) == 1:
             return Mention(s, e, Entity(" ".join(tokens), False, frozenset()), possessive)
         name = list(tokens)
         while len(name) > 1 and _is_title(name[0]):
             name = name[1:]
+        if len(name) == 3 and _re_search(r"\b(?:to|of|in|for|from)\s+(?:the\s+)?$", self.text[max(0, s - 12):s]):
+            name = name[1:]  # "Ambassador to Chile Anna Lind": the place before the name
         if len(name) == 1 and len(tokens) > 1 and not _is_title(tokens[-1]):
             name = tokens[-1:]  # "President Putin": a titled surname
         person = len(name) > 1 or any(t.lower() in TITLES for t in tokens)
         if all(_is_title(t) for t in name):
             return Mention(s, e, Entity(" ".join(tokens), False, frozenset()), possessive)
         after = self.text[e:e + 80]
-        appos = re.match(r",\s+(?:the|a|an)\s+([^,.;]+)", after)
+        appos = _re_match(r",\s+(?:the|a|an)\s+([^,.;]+)", after)
         if appos:
             roles |= set(appos.group(1).lower().split())
         return Mention(s, e, Entity(" ".join(name), person, frozenset(roles)), possessive)
@@ -166,6 +206,16 @@ class ArticleNames:
 
     def full_name(self, mention: Mention) -> Entity:
         """A surname or a short organisation name resolved to the fullest name the article gives it."""
+        key = mention.start
+        if key not in self._full:
+            self._full[key] = self._full_name(mention)
+        return self._full[key]
+
+    @functools.cached_property
+    def people(self) -> frozenset[str]:
+        return frozenset(self.full_name(m).name for m in self.mentions if self.full_name(m).person)
+
+    def _full_name(self, mention: Mention) -> Entity:
         ent = mention.entity
         if ent.name in self.aliases:
             return Entity(self.aliases[ent.name], False, ent.roles)
@@ -214,7 +264,7 @@ class ArticleNames:
         return self.full_name(best).name
 
     def _is_person(self, name: str) -> bool:
-        return any(self.full_name(m).person and self.full_name(m).name == name for m in self.mentions)
+        return name in self.people
 
     def nearest(self, at: int, person: bool) -> str | None:
         """The fullest name of the person (or organisation) mentioned last before `at`."""
@@ -232,13 +282,13 @@ class ArticleNames:
 def speaker_key(name: str) -> str:
     """A comparable form of a speaker name: case, a leading "the", possessives and punctuation dropped, titles
     in front of a person's name left out ("Russian Foreign Minister Sergey Lavrov" -> "sergey lavrov")."""
-    words = re.sub(r"(?:’s|'s)\b", "", name).replace("’", "'").split()
+    words = _re_sub(r"(?:’s|'s)\b", "", name).replace("’", "'").split()
     while words and words[0].lower() in {"the", "a", "an"}:
         words = words[1:]
     if not _has_org_word(words):
         while len(words) > 1 and _is_title(words[0]):
             words = words[1:]
-    return " ".join(re.sub(r"[^\w'\-.]", "", w).lower() for w in words).strip(" .")
+    return " ".join(_re_sub(r"[^\w'\-.]", "", w).lower() for w in words).strip(" .")
 
 
 def merge_speakers(names: Iterable[str | None]) -> dict[str, str]:
