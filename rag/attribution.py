@@ -8,46 +8,14 @@ sentence splitter, and the article's own name mentions for the speaker (`rag.spe
 
 from __future__ import annotations
 
-import functools
 import re
 from dataclasses import dataclass
 from typing import Iterator, Sequence
 
 
-@functools.lru_cache(maxsize=None)
-def _rx(pattern: str, flags: int = 0) -> re.Pattern[str]:
-    """A compiled pattern, kept: the sentence splitter's own patterns would push ours out of `re`'s cache."""
-    return re.compile(pattern, flags)
-
-
-def _re_match(pattern: str, string: str, flags: int = 0):  # type: ignore[no-untyped-def]
-    return _rx(pattern, flags).match(string)
-
-
-def _re_search(pattern: str, string: str, flags: int = 0):  # type: ignore[no-untyped-def]
-    return _rx(pattern, flags).search(string)
-
-
-def _re_fullmatch(pattern: str, string: str, flags: int = 0):  # type: ignore[no-untyped-def]
-    return _rx(pattern, flags).fullmatch(string)
-
-
-def _re_finditer(pattern: str, string: str, flags: int = 0):  # type: ignore[no-untyped-def]
-    return _rx(pattern, flags).finditer(string)
-
-
-def _re_findall(pattern: str, string: str, flags: int = 0):  # type: ignore[no-untyped-def]
-    return _rx(pattern, flags).findall(string)
-
-
-def _re_split(pattern: str, string: str, flags: int = 0):  # type: ignore[no-untyped-def]
-    return _rx(pattern, flags).split(string)
-
-
-def _re_sub(pattern: str, repl: str, string: str, flags: int = 0) -> str:
-    return _rx(pattern, flags).sub(repl, string)
-
 from .sentences import sentence_spans
+from .speakers import (_re_findall, _re_finditer, _re_fullmatch, _re_match, _re_search, _re_split,  # noqa: F401
+                       _re_sub)
 from .speakers import COMMON, GENERIC, ORG_NOUNS, PERSON_NOUNS, PRONOUNS, RESEARCH_NOUNS, ArticleNames
 
 KINDS = ("direct", "indirect", "according_to")
@@ -234,8 +202,6 @@ class _Extractor:
                 continue
             sent = next(((a, b) for a, b in sentences if a <= qs < b), (qs, qe))
             after, before = t[qe:e], t[s:qs]
-            if _re_fullmatch(r"[\s.!?,]*", t[qe:sent[1]]) is None:
-                pass
             m = _np_verb(after, 110)
             inv = _re_match(r"\s*(?P<v>said|says|added|wrote|told|asked)\s+(?P<np>[^“”\",.]{1,80})", after)
             tail_q = t[qe - 2:qe - 1] in ",?!" or t[qe - 1:qe] != "”" or t[qe - 2:qe - 1] == "."
