@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rag.attribution import Statement, extract_statements
-from rag.attribution_eval import Labelled, evaluate_attributions, score_attributions
-from rag.speakers import merge_speakers, speaker_key
+from rag.ingest.attribution import Statement, extract_statements
+from rag.evaluation.attributions import Labelled, evaluate_attributions, score_attributions
+from rag.ingest.speakers import merge_speakers, speaker_key
 
 ROOT = Path(__file__).resolve().parents[1]
 LABELS = ROOT.parent / "shared" / "eval" / "dev_attributions.jsonl"

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from .attribution import KINDS, Statement, extract_statements
-from .corpus import iter_articles
-from .errors import RagError
-from .settings import CorpusSettings
-from .speakers import speaker_key
+from ..ingest.attribution import KINDS, Statement, extract_statements
+from ..ingest.corpus import iter_articles
+from ..errors import RagError
+from ..settings import CorpusSettings
+from ..ingest.speakers import speaker_key
 
 
 @dataclass(frozen=True)
