@@ -50,6 +50,7 @@ def _re_sub(pattern: str, repl: str, string: str, flags: int = 0) -> str:
 _WORD = r"[A-Z][\w.’'\-]*\w|[A-Z]"
 _SP = "[ \xa0]+"
 RUN = re.compile(rf"(?:{_WORD})(?:{_SP}(?:(?:of|on|for|and|the|de|van|von|bin|al){_SP}){{0,2}}(?:{_WORD}))*")
+_SPACES = re.compile(r"\s*")
 POSSESSIVE = re.compile(r"^(?:’s|'s|’|')")
 
 # Capitalised words that open sentences or name no one.
@@ -171,7 +172,7 @@ class ArticleNames:
     def _mention(self, s: int, e: int, lowered: set[str], people: dict[str, Entity]) -> Mention | None:
         tokens = self.text[s:e].split()
         while tokens and tokens[0].lower() in COMMON:
-            s += len(tokens[0]) + (len(self.text[s + len(tokens[0]):]) - len(self.text[s + len(tokens[0]):].lstrip()))
+            s = _SPACES.match(self.text, s + len(tokens[0])).end()  # type: ignore[union-attr]
             tokens = tokens[1:]
         if not tokens:
             return None
@@ -215,6 +216,17 @@ class ArticleNames:
     def people(self) -> frozenset[str]:
         return frozenset(self.full_name(m).name for m in self.mentions if self.full_name(m).person)
 
+    @functools.cached_property
+    def _longer(self) -> dict[str, list[Mention]]:
+        """Each word to the mentions of longer names it can stand for: a person's surname, an organisation's
+        first word."""
+        out: dict[str, list[Mention]] = {}
+        for m in self.mentions:
+            words = m.entity.name.split()
+            if len(words) > 1:
+                out.setdefault(words[-1] if m.entity.person else words[0], []).append(m)
+        return out
+
     def _full_name(self, mention: Mention) -> Entity:
         ent = mention.entity
         if ent.name in self.aliases:
@@ -222,9 +234,7 @@ class ArticleNames:
         words = ent.name.split()
         if len(words) > 1 or ent.name.isupper():
             return ent
-        candidates = [m for m in self.mentions if len(m.entity.name.split()) > 1 and (
-            (m.entity.person and m.entity.name.split()[-1] == ent.name)
-            or (not m.entity.person and ent.name in m.entity.name.split()[:1]))]
+        candidates = self._longer.get(ent.name, [])
         if not candidates:
             return ent
         before = [m for m in candidates if m.start <= mention.start]
