@@ -20,6 +20,10 @@ from .cues import (ACCORDING, AUX, BOUNDARY, CUT, FINITE, KINDS, NOUN_CUE, PREP_
                    QUOTE, TELL, ADVERBIAL, CLAUSE_WORDS, cues, _np_verb, _speakerlike, _trim, _words)
 from .speakers import ORG_NOUNS, PERSON_NOUNS, PRONOUNS, RESEARCH_NOUNS, ArticleNames
 
+# Changes whenever the rules change what they extract: a build re-extracts carried articles whose statements an
+# older version found.
+VERSION = "1"
+
 
 @dataclass(frozen=True)
 class Statement:
