@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from ..common.text import content_terms
-from ..index.statements import matching_speakers
+from ..index.statements import matching_speakers, statement_from_row
 from ..index.store import Snapshot
 from ..records import Answer, AttributedStatement, Citation
 from .first_stage import Candidate
@@ -58,7 +58,7 @@ def speaker_plan(gen: Snapshot, question: str, doc_ids: list[str] | None = None,
     names = matching_speakers(who, [name for name, _n, _a in gen.speaker_rows(None, None, None)])
     if not names:
         return None
-    found = [s for s in gen.statements(None, doc_ids, since, until) if s.speaker in names]
+    found = [statement_from_row(r) for r in gen.statement_rows(names, doc_ids, since, until)]
     return SpeakerPlan(tuple(names), tuple(found), m.group("topic")) if found else None
 
 
