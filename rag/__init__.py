@@ -10,6 +10,7 @@ from typing import Sequence
 from .answer.citations import quote_in_passage
 from .answer.compose import CLOSEST_HEADING
 from .answer.coverage import coverage
+from .answer.speech import statements_answer
 from .answer.readers import load_reader
 from .engine import Engine, get_engine
 from .errors import (BadQuestion, CorpusEmpty, CorpusMissing, ExportError, IndexCorrupt, IndexFolderRefused, IndexLocked,
@@ -26,7 +27,7 @@ from .index.encoders import encoder_info
 from .index.status import IndexStatus, index_info, index_status, indexed_documents, verify_index
 from .ingest.corpus import iter_articles, load_documents, no_articles, source_text
 from .ingest.formats import Article
-from .records import Answer, Chunk, Citation, Document, Hit
+from .records import Answer, AttributedStatement, Chunk, Citation, Document, Hit, Speaker
 from .settings import Settings, describe_settings, load_settings
 from .version import __version__
 
@@ -55,9 +56,29 @@ def ask(question: str, k: int | None = None, *, doc_ids: Sequence[str] | None = 
     return get_engine(_settings(settings, None, index)).ask(question, k, doc_ids, since, until, mode)
 
 
+def statements(speaker: str | None = None, *, doc_ids: Sequence[str] | None = None, since: str | None = None,
+               until: str | None = None, settings: Settings | None = None, index: Path | str | None = None
+               ) -> list[AttributedStatement]:
+    """Who said what: the attributed statements of the live index (of one speaker, matched against the names
+    merged across the archive: "Lavrov" finds Sergey Lavrov's), in date order, with exact offsets."""
+    return get_engine(_settings(settings, None, index)).statements(speaker, doc_ids, since, until)
+
+
+def speakers(*, doc_ids: Sequence[str] | None = None, since: str | None = None, until: str | None = None,
+             settings: Settings | None = None, index: Path | str | None = None) -> list[Speaker]:
+    """The speakers of the live index with their numbers of statements and articles, most statements first."""
+    return get_engine(_settings(settings, None, index)).speakers(doc_ids, since, until)
+
+
+def statement_citations(selected: Sequence[AttributedStatement], title: str = "Selected statements") -> Answer:
+    """Statements as an `Answer` of citations (numbered in order), for the exporters (`export_answers`)."""
+    return statements_answer(selected, title)
+
+
 __all__ = [
     "CITATION_STYLES", "Reference", "coverage", "format_references", "style_file",
     "Answer", "Article", "BadQuestion", "CLOSEST_HEADING", "BuildReport", "Chunk", "Citation", "CorpusEmpty", "CorpusMissing",
+    "Answer", "Article", "AttributedStatement", "Speaker", "speakers", "statements", "statement_citations", "BadQuestion", "CLOSEST_HEADING", "BuildReport", "Chunk", "Citation", "CorpusEmpty", "CorpusMissing",
     "Document", "EXPORTS", "EXPORT_FORMATS", "Engine", "ExportFormat", "ExportError", "Hit", "IndexCorrupt", "IndexFolderRefused",
     "IndexLocked", "IndexMismatch", "IndexMissing", "IndexStatus", "IndexWriteFailed", "LLMUnavailable",
     "RagError", "ReaderError", "Settings", "SettingsError", "SpanError", "StoreUnavailable", "ask", "build_index", "describe_settings",

@@ -159,6 +159,8 @@ def index_info(index: Optional[Path] = IndexOpt, corpus: Optional[Path] = Corpus
               f"{info.get('sentence_vectors', 'encoded')}")
         _echo(f"Contents:   {counts['documents']} articles, {counts['chunks']} chunks, "
               f"{counts['sentences']} sentences, from {info['sources']} files")
+        _echo(f"Statements: {counts.get('statements', 0)} attributed statements by {counts.get('speakers', 0)} "
+              "speakers (rag quotes)")
         _echo(f"Store:      {store.get('backend', 'folder')}, vectors {store.get('type', '?')}; "
               f"chunking {info.get('chunking', '?')}")
         _echo(_reader_line(info["reader"]).replace("Reader: ", "Reader:     ", 1))
@@ -367,6 +369,32 @@ def ask_cmd(question: Optional[str] = typer.Argument(None), k: Optional[int] = K
             _echo(f"Exported {len(answers)} answer(s) as {used} to {export}", err=True)
 
 
+@app.command("quotes")
+def quotes_cmd(speaker: Optional[str] = typer.Option(None, "--speaker", help="Only this speaker's statements "
+                                                     "(\"Lavrov\" finds Sergey Lavrov's)."),
+               doc: Optional[List[str]] = DocOpt, since: Optional[str] = SinceOpt, until: Optional[str] = UntilOpt,
+               speakers: bool = typer.Option(False, "--speakers", help="List the speakers instead, with their "
+                                             "numbers of statements and articles."),
+               index: Optional[Path] = IndexOpt, corpus: Optional[Path] = CorpusOpt, as_json: bool = JsonOpt) -> None:
+    """Who said what: the attributed statements of the archive, in date order (--json: one a line)."""
+    with _errors():
+        engine = _open_engine(corpus, index)
+        if speakers:
+            for sp in engine.speakers(doc or None, since, until):
+                if as_json:
+                    _print_json(sp.to_dict())
+                else:
+                    _echo(f"{sp.name}: {sp.statements} statements in {sp.articles} articles")
+            return
+        for st in engine.statements(speaker, doc or None, since, until):
+            if as_json:
+                _print_json(st.to_dict())
+                continue
+            date = st.metadata.get("date")
+            _echo(f"{st.speaker or '(no speaker)'} [{st.kind}] “{st.text}”")
+            _echo(f"    {st.title}" + (f" ({date})" if date else "") + f" — {st.source} {st.start}-{st.end}")
+
+
 @app.command("eval")
 def eval_cmd(qa: Optional[Path] = typer.Argument(None, help="Questions with evidence (JSON Lines)."),
              beir: Optional[Path] = typer.Option(None, "--beir", help="A BEIR-format folder to evaluate on."),
@@ -377,12 +405,25 @@ def eval_cmd(qa: Optional[Path] = typer.Argument(None, help="Questions with evid
              work: Optional[Path] = typer.Option(None, "--work", help="With --squad: folder for its corpus and "
                                                  "index (default: a cache folder per file)."),
              k: int = typer.Option(5, "-k", help="Passages per question."),
+             attributions: Optional[Path] = typer.Option(None, "--attributions", help="Labelled statements "
+                                                         "(JSON Lines): statement precision and recall, speaker "
+                                                         "accuracy, per kind, over the corpus."),
              index: Optional[Path] = IndexOpt, corpus: Optional[Path] = CorpusOpt, as_json: bool = JsonOpt) -> None:
-    """Answer quality on a question set, on a SQuAD 2.0 file, or nDCG@10 / Recall@100 on a BEIR folder."""
+    """Answer quality on a question set, on a SQuAD 2.0 file, nDCG@10 / Recall@100 on a BEIR folder, or who
+    said what against labelled statements."""
     from . import evaluation
 
     with _errors():
         settings = _settings(corpus, index)
+        if attributions is not None:
+            from .evaluation.attributions import evaluate_attributions, summary
+
+            report = evaluate_attributions(attributions, settings.paths.corpus, settings.corpus)
+            if as_json:
+                _print_json({k: v for k, v in report.items() if k != "ids"})
+            else:
+                _echo(summary(report))
+            return
         if squad is not None:
             report = evaluation.evaluate_squad(squad, settings, sample=sample, k=k, work=work,
                                                progress=None if as_json else _warn)

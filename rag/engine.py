@@ -11,6 +11,7 @@ from .answer.reader import Reader
 from .answer.readers import load_reader
 from .answer.respond import Retrieved, answer
 from .answer.retrieval import retrieve
+from .answer.speech import speaker_plan
 from .common.dates import date_filter as _check_date
 from .errors import BadQuestion, GenerationGone, RagError
 from .index.encoder import Embedder, model_identity
@@ -18,7 +19,7 @@ from .index.encoders import load_embedder
 from .index.manifest import check_encoder
 from .index.store import Snapshot, Store
 from .index.stores import open_store, store_key
-from .records import Answer, Document, Hit
+from .records import Answer, AttributedStatement, Document, Hit, Speaker
 from .settings import Settings
 
 # control characters, and the bidirectional overrides that could make a question display as something else
@@ -198,11 +199,36 @@ class Engine:
 
         def run() -> Answer:
             wider = s.answer.read_passages if self.reader is not None else 0
-            retrieved = self._retrieve(question, k, doc_ids, since, until, s, wider)
+            # "What did X say about Y?": retrieval looks in the articles that quote X, X's statements lead
+            plan = speaker_plan(self.generation, question if isinstance(question, str) else "",
+                                list(doc_ids) if doc_ids else None, since, until)
+            retrieved = self._retrieve(question, k, plan.doc_ids if plan else doc_ids, since, until, s, wider)
             return answer(retrieved, s.answer, s.llm, self.reader,
-                          lambda text: self.embedder.encode_queries([text])[0], mode, id)
+                          lambda text: self.embedder.encode_queries([text])[0], mode, id, plan)
 
         return self._retrying(run)
+
+    # --- who said what ------------------------------------------------------------------------------------
+
+    def _filtered(self, doc_ids: Sequence[str] | None, since: str | None, until: str | None
+                  ) -> tuple[list[str] | None, str | None, str | None]:
+        since, until = _check_date(since, "The 'since' date"), _check_date(until, "The 'until' date")
+        if doc_ids:
+            _check_doc_ids(self.generation, doc_ids)
+        return (list(doc_ids) if doc_ids else None), since, until
+
+    def statements(self, speaker: str | None = None, doc_ids: Sequence[str] | None = None,
+                   since: str | None = None, until: str | None = None) -> list[AttributedStatement]:
+        """The attributed statements of the archive (of one speaker: "Lavrov" finds Sergey Lavrov's), in date
+        order."""
+        ids, since, until = self._filtered(doc_ids, since, until)
+        return self._retrying(lambda: self.generation.statements(speaker, ids, since, until))
+
+    def speakers(self, doc_ids: Sequence[str] | None = None, since: str | None = None,
+                 until: str | None = None) -> list[Speaker]:
+        """The archive's speakers with their numbers of statements and articles, most statements first."""
+        ids, since, until = self._filtered(doc_ids, since, until)
+        return self._retrying(lambda: self.generation.speakers(ids, since, until))
 
 
 _SERVED: dict[tuple, Served] = {}

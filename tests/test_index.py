@@ -109,7 +109,7 @@ def test_first_build_embeds_everything(settings: rag.Settings) -> None:
     assert any("records.jsonl:3" in w for w in report.warnings)
     gen = open_live(settings.paths.index, emb.model_id)
     assert Path(report.index) == gen.path == live_generation(settings.paths.index)
-    assert gen.manifest.counts == Counts(23, report.chunks, report.sentences)
+    assert gen.manifest.counts == Counts(23, report.chunks, report.sentences, report.statements, report.speakers)
     check_offsets(gen, settings.paths.corpus)
     gen.close()
 

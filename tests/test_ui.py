@@ -528,7 +528,7 @@ def test_exports_per_answer_and_for_the_conversation(monkeypatch: pytest.MonkeyP
 def test_language_model_offered_only_when_configured_and_fallback_is_noticed(
         monkeypatch: pytest.MonkeyPatch, bundled_index: rag.Settings) -> None:
     at = run(app_for(monkeypatch, bundled_index.paths.corpus, bundled_index.paths.index))
-    assert not at.radio
+    assert [r.key for r in at.radio] == ["view"]  # the view switch only: no answer-mode choice
     assert ("Answers are extractive quotes. Set llm.base_url and llm.model to offer a language model."
             in texts(at.sidebar.caption))
 

@@ -17,6 +17,7 @@ from typing import Any
 import streamlit as st
 
 import rag
+import quotes_view
 from build_job import BuildJob, BuildJobs
 from chat_html import STYLE, answer_html, documents_html, passage_card_html, question_html, sources_html
 from rag import EXPORTS, export_answers
@@ -272,6 +273,7 @@ except Exception as exc:  # noqa: BLE001 - the library's errors say what to do; 
 
 # --- sidebar: index, search settings, conversation, articles -------------------------------------------------
 with st.sidebar:
+    view: str = st.radio("View", ["Chat", "Who said what"], key="view", horizontal=True)
     st.header("Index")
     c1, c2 = st.columns(2)
     c1.metric("Articles", f"{status.documents:,}")
@@ -332,6 +334,10 @@ with st.sidebar:
         st.html(documents_html(shown[:300]))
         if len(shown) > 300:
             st.caption("Showing the first 300: refine the search.")
+
+if view == "Who said what":
+    quotes_view.show(engine, settings, doc_ids, since, until, download_row)
+    st.stop()
 
 # --- the chat ------------------------------------------------------------------------------------------------
 question = st.chat_input("Ask a question about the archive")  # pinned to the bottom of the page

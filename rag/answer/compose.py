@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from ..index.store import Snapshot
 from ..records import Citation, Hit
@@ -151,8 +151,21 @@ def attribution(hit: Hit) -> str:
     return f"{publisher}, in {title}, reports:" if publisher else f"The article {title} reports:"
 
 
-def compose(chosen: Sequence[Candidate], gen: Snapshot | None = None) -> tuple[str, list[Citation]]:
-    """Attributed quotes with markers, and their citations (numbered in the order they appear)."""
+def speaker_attribution(hit: Hit, speaker: str, kind: str) -> str:
+    """Who said it, and where: "Sergey Lavrov said, in “Title” (RT):"; "according to" keeps its own words."""
+    publisher, date = hit.metadata.get("publisher"), hit.metadata.get("date")
+    where = ", ".join(p for p in (publisher, date) if p)
+    title = f"“{short_title(hit.title)}”" + (f" ({where})" if where else "")
+    if kind == "according_to":
+        return f"According to {speaker}, in {title}:"
+    return f"{speaker} said, in {title}:"
+
+
+def compose(chosen: Sequence[Candidate], gen: Snapshot | None = None,
+            speakers: Mapping[int, tuple[str, str]] | None = None) -> tuple[str, list[Citation]]:
+    """Attributed quotes with markers, and their citations (numbered in the order they appear). `speakers`:
+    for the quotes (by index in `chosen`) that are someone's statement, (speaker, kind); the others are what the
+    article reports."""
     citations: list[Citation] = []
     parts_: list[str] = []
     previous_doc = None
@@ -161,7 +174,9 @@ def compose(chosen: Sequence[Candidate], gen: Snapshot | None = None) -> tuple[s
         start, end = with_speaker(gen, c) if gen is not None else (c.start, c.end)
         citation = cite(n, c.hit, start, end, c.span, c.confidence)
         citations.append(citation)
-        lead = "It adds:" if c.hit.chunk.doc_id == previous_doc else attribution(c.hit)
+        said = (speakers or {}).get(n - 1)
+        lead = (speaker_attribution(c.hit, *said) if said else
+                "It adds:" if c.hit.chunk.doc_id == previous_doc else attribution(c.hit))
         parts_.append(f"{lead} “{citation.quote}” [{n}]")
         previous_doc = c.hit.chunk.doc_id
     return " ".join(parts_), citations

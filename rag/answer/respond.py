@@ -10,6 +10,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..common.text import content_terms
 from ..errors import LLMUnavailable
 from ..index.store import Snapshot
 from ..records import Answer, Hit
@@ -18,6 +19,7 @@ from .compose import ABSTAIN_TEXT, UNSURE_TEXT, closest, closest_citations, comp
 from .first_stage import Candidate, score_sentences, select
 from .question import parts, reading_questions
 from .reader import Reader
+from .speech import SpeakerPlan, by_speaker, speaker_first, speaker_of, statements_of, who_answer
 
 
 @dataclass(frozen=True)
@@ -35,8 +37,10 @@ class Retrieved:
 
 
 def answer(retrieved: Retrieved, settings: AnswerSettings, llm: LLMSettings, reader: Reader | None,
-           encode: Callable[[str], np.ndarray], mode: str | None = None, id: str | None = None) -> Answer:
-    """The cited answer (or abstention) to `retrieved.question`; `encode` gives a question part its vector."""
+           encode: Callable[[str], np.ndarray], mode: str | None = None, id: str | None = None,
+           plan: SpeakerPlan | None = None) -> Answer:
+    """The cited answer (or abstention) to `retrieved.question`; `encode` gives a question part its vector.
+    `plan`: the question asks what a speaker of the archive said; their statements are quoted first."""
     began = time.perf_counter()
     gen, text, vector = retrieved.generation, retrieved.question, retrieved.vector
     hits = list(retrieved.hits)
@@ -49,6 +53,9 @@ def answer(retrieved: Retrieved, settings: AnswerSettings, llm: LLMSettings, rea
         scored = score_sentences(gen, text, vector, hits)
         chosen = select(scored, settings.max_sentences, settings.abstain_threshold)
         abstained = not chosen or chosen[0].score < settings.abstain_threshold
+        mine = by_speaker(scored, plan) if plan else None
+        if mine is not None:
+            chosen, abstained = [mine] + [c for c in chosen if c is not mine][:settings.max_sentences - 1], False
     else:
         wide = retrieved.wide
         scored = score_sentences(gen, text, vector, wide)
@@ -56,6 +63,8 @@ def answer(retrieved: Retrieved, settings: AnswerSettings, llm: LLMSettings, rea
         judged = []
         for part, reading in zip(questions, reading_questions(questions)):
             candidates = scored if len(questions) == 1 else score_sentences(gen, reading, encode(reading), wide)
+            if plan is not None:
+                candidates = speaker_first(candidates, plan)
             judged.append((part, read(reader, reading, candidates, settings.read_sentences)))
         for _part, cands in judged:
             for c in cands:
@@ -63,6 +72,13 @@ def answer(retrieved: Retrieved, settings: AnswerSettings, llm: LLMSettings, rea
                 readings[key] = max(readings.get(key, 0.0), c.confidence or 0.0)
         decision = decide(judged, settings.reader_threshold, settings.max_sentences)
         chosen, abstained, confidence = list(decision.chosen), decision.abstained, decision.confidence
+        mine = by_speaker(judged[0][1], plan) if plan is not None and len(judged) == 1 else None
+        if mine is not None:  # what they said leads, trusted or not: the question asks for their words
+            chosen = [mine] + [c for c in chosen if c is not mine][:settings.max_sentences - 1]
+            abstained = False
+        who = who_answer(gen, text, judged[0][1]) if abstained and len(judged) == 1 else None
+        if who is not None:  # "Who described the plans as dead?": the statement that says so, with its speaker
+            chosen, abstained = [who], False
         notices += [f"The archive does not answer this part of the question: “{p}”"
                     for p in decision.unanswered_parts]
         if abstained:
@@ -76,7 +92,10 @@ def answer(retrieved: Retrieved, settings: AnswerSettings, llm: LLMSettings, rea
     if abstained:
         answer_text, citations = (UNSURE_TEXT if nearest else ABSTAIN_TEXT), []
     else:
-        answer_text, citations = compose(chosen, gen)
+        said, terms = statements_of(gen, chosen), set(content_terms(text))
+        speakers = {i: (st.speaker, st.kind) for i, c in enumerate(chosen)
+                    if (st := speaker_of(c, said, terms)) is not None and st.speaker}
+        answer_text, citations = compose(chosen, gen, speakers)
     used_mode = "extractive"
     if (mode or settings.mode) == "llm" and not abstained:
         try:

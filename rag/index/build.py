@@ -24,6 +24,7 @@ import numpy as np
 
 from ..common.dates import normalise_date
 from ..errors import IndexMissing, RagError
+from ..ingest import attribution
 from ..ingest.corpus import corpus_files, iter_articles, no_articles
 from ..ingest.formats import Article
 from ..ingest.sentences import sentence_spans
@@ -35,6 +36,7 @@ from .chunking import Chunker
 from .encoder import Embedder, Passage, Tokens
 from .encoders import load_embedder
 from .manifest import Counts, Manifest, encoder_change
+from .statements import shifted, timed_statements
 from .store import Batch, DocRow, Snapshot, Store, StoredDocument, Writer
 from .stores import excluded_paths, open_store
 from .unchanged import reuse_unchanged, without_ids
@@ -63,6 +65,9 @@ class BuildReport:
     warnings: tuple[str, ...] = field(default_factory=tuple)
     tokens_embedded: int = 0  # word pieces the encoder read (special tokens not counted)
     sentences_encoded: int = 0  # sentences encoded on their own (all, unless pooled from the chunk pass)
+    statements: int = 0  # attributed statements (who said what) in the new generation
+    speakers: int = 0  # speakers merged across the archive
+    attribution_seconds: float = 0.0  # time spent extracting statements (new, changed and re-read articles)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -201,7 +206,8 @@ class _EmbedQueue:
 # ---------------------------------------------------------------------------------------------------- write
 
 
-def _carry(previous: Snapshot, group: list[Planned], row: int, chunk_lo: int, sent_lo: int) -> Batch:
+def _carry(previous: Snapshot, group: list[Planned], row: int, chunk_lo: int, sent_lo: int,
+           timer: list[float]) -> Batch:
     """Unchanged documents from the live generation, with their vectors, at their new rows from `row`,
     `chunk_lo` and `sent_lo` on (and offsets: the same text may sit elsewhere in its file). Four calls to the live
     generation for the whole group, whatever its size."""
@@ -212,6 +218,9 @@ def _carry(previous: Snapshot, group: list[Planned], row: int, chunk_lo: int, se
     chunk_rows = [r for old in olds for r in range(*old.chunks)]
     stored = previous.chunks(chunk_rows)
     within = previous.sentences_in([(old.document.doc_id, 0, 1 << 62) for old in olds])
+    # statements are carried when the live generation's extractor is this one, else found again in the text
+    said = previous.document_statements([old.row for old in olds]) \
+        if previous.manifest.attribution == attribution.VERSION else None
     documents = []
     for p, old, sentences in zip(group, olds, within):
         doc = p.article.document
@@ -219,9 +228,12 @@ def _carry(previous: Snapshot, group: list[Planned], row: int, chunk_lo: int, se
         chunks = tuple(Chunk(c.chunk_id, c.doc_id, c.start + shift, c.end + shift, c.text)
                        for c, _doc_row in (stored[r] for r in range(*old.chunks)))
         spans = tuple((s + shift, e + shift) for _r, s, e in sentences)
+        statements = shifted(said.get(old.row, ()), shift) if said is not None else \
+            timed_statements(p.article, spans, timer)
         documents.append(StoredDocument(
             DocRow(row, doc, normalise_date(doc.metadata.get("date")), p.digest,
-                   (chunk_lo, chunk_lo + len(chunks)), (sent_lo, sent_lo + len(spans))), chunks, spans))
+                   (chunk_lo, chunk_lo + len(chunks)), (sent_lo, sent_lo + len(spans))), chunks, spans,
+            statements))
         row, chunk_lo, sent_lo = row + 1, chunk_lo + len(chunks), sent_lo + len(spans)
     return Batch(tuple(documents), _rows_of(previous, chunk_rows),
                  previous.sentence_vectors([r for sentences in within for r, _s, _e in sentences]))
@@ -250,6 +262,8 @@ class _Tally:
     changed: int = 0
     unchanged: int = 0
     reused: int = 0
+    statements: int = 0
+    attribution: list[float] = field(default_factory=lambda: [0.0])  # seconds spent extracting statements
 
 
 def write_documents(planned: Iterable[Planned], previous: Snapshot | None, writer: Writer, embedder: Embedder,
@@ -268,12 +282,13 @@ def write_documents(planned: Iterable[Planned], previous: Snapshot | None, write
         t.documents += 1
         t.chunks += len(item.chunks)
         t.sentences += len(item.sentences)
+        t.statements += len(item.statements)
 
     def carry() -> None:
         if not carried:
             return
         assert previous is not None
-        batch = _carry(previous, carried, t.documents, t.chunks, t.sentences)
+        batch = _carry(previous, carried, t.documents, t.chunks, t.sentences, t.attribution)
         writer.add(batch)
         for item in batch.documents:
             t.unchanged += 1
@@ -298,8 +313,8 @@ def write_documents(planned: Iterable[Planned], previous: Snapshot | None, write
                      for (a, b), tokens in zip(doc.spans, span_tokens) for s, e in sentence_spans(text, a, b)]
         record = DocRow(t.documents, doc, normalise_date(doc.metadata.get("date")), p.digest,
                         (t.chunks, t.chunks + len(pieces)), (t.sentences, t.sentences + len(sentences)))
-        item = StoredDocument(record, tuple(c for c, _ in pieces),
-                              tuple((q.start, q.start + len(q.text)) for q in sentences))
+        spans = tuple((q.start, q.start + len(q.text)) for q in sentences)
+        item = StoredDocument(record, tuple(c for c, _ in pieces), spans, timed_statements(p.article, spans, t.attribution))
         queue.add(item, pieces, sentences)
         written(item)
     carry()
@@ -404,7 +419,8 @@ def _build(writer: Writer, settings: Settings, embedder: Embedder, settings_hash
     st = settings.store
     manifest = Manifest(
         model=embedder.model_id, dimension=embedder.dimension,
-        counts=Counts(tally.documents, tally.chunks, tally.sentences), settings_hash=settings_hash,
+        counts=Counts(tally.documents, tally.chunks, tally.sentences, tally.statements),
+        settings_hash=settings_hash, attribution=attribution.VERSION,
         backend=embedder.backend, sentence_vectors=settings.embedding.sentence_vectors,
         max_seq_length=embedder.max_tokens + 2, chunking=asdict(settings.chunking),
         store={"backend": st.backend, "type": st.type, "nlist": st.nlist, "hnsw_m": st.hnsw_m},
@@ -415,7 +431,7 @@ def _build(writer: Writer, settings: Settings, embedder: Embedder, settings_hash
     )
     if progress:
         progress("vectors", 0, 1)
-    writer.finish(manifest)
+    stored = writer.finish(manifest)  # the writer merges speakers across the archive and counts them
     if progress:
         progress("vectors", 1, 1)
     check = writer.verify()  # read back what was written before it can go live
@@ -429,4 +445,5 @@ def _build(writer: Writer, settings: Settings, embedder: Embedder, settings_hash
     return {"documents": tally.documents, "chunks": tally.chunks, "sentences": tally.sentences,
             "added": tally.added, "changed": tally.changed, "removed": removed, "unchanged": tally.unchanged,
             "chunks_embedded": queue.embedded, "chunks_reused": tally.reused, "tokens_embedded": queue.tokens,
-            "sentences_encoded": queue.apart}
+            "sentences_encoded": queue.apart, "statements": tally.statements, "speakers": stored.counts.speakers,
+            "attribution_seconds": round(tally.attribution[0], 3)}

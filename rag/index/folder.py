@@ -24,6 +24,7 @@ import numpy as np
 
 from ..common.files import atomic_write_text, fsync_path, sha256_file
 from ..errors import IndexCorrupt, IndexLocked, IndexWriteFailed, RagError
+from ..ingest.attribution import Statement
 from ..records import Chunk
 from ..version import __version__
 from .folder_files import (
@@ -45,6 +46,7 @@ from .folder_files import (
     pointer_problem,
     read_manifest,
 )
+from . import folder_statements
 from .lexical import Lexical
 from .manifest import REBUILD, Manifest, check_encoder
 from .store import Batch, DocRow, Snapshot, Store, Writer, chunk_rows, doc_columns, doc_from_row, document_filter
@@ -182,6 +184,17 @@ class FolderSnapshot(Snapshot):
     def idf(self, terms: list[str]) -> dict[str, float]:
         return self.bm25.idf(terms)
 
+    def document_statements(self, doc_rows: list[int]) -> dict[int, list[Statement]]:
+        return folder_statements.document_statements(self._db(), self.manifest, doc_rows)
+
+    def statement_rows(self, speakers: list[str] | None, doc_ids: list[str] | None, since: str | None,
+                       until: str | None) -> list[tuple]:
+        return folder_statements.statement_rows(self._db(), self.manifest, speakers, doc_ids, since, until)
+
+    def speaker_rows(self, doc_ids: list[str] | None, since: str | None, until: str | None
+                     ) -> list[tuple[str, int, int]]:
+        return folder_statements.speaker_rows(self._db(), self.manifest, doc_ids, since, until)
+
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
         if conn is not None:
@@ -244,7 +257,8 @@ class FolderWriter(Writer):
                 self.gen.mkdir()
                 (self.gen / MARK).write_text(f"rag-news {__version__}\n", encoding="utf-8")
                 self.db = sqlite3.connect(self.gen / DB)
-                self.db.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;" + SCHEMA)
+                self.db.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;" + SCHEMA
+                                      + folder_statements.SCHEMA)
                 self.chunk_file = _VectorFile(self.gen / CHUNK_VECTORS, dimension)
                 self.sent_file = _VectorFile(self.gen / SENTENCE_VECTORS, dimension)
         except BaseException:
@@ -266,6 +280,7 @@ class FolderWriter(Writer):
                     (d.sentences[0] + i, d.row, a, b) for i, (a, b) in enumerate(item.sentences)])
                 self.chunk_file.write(d.chunks[0], batch.chunk_vectors[c:c + len(item.chunks)])
                 self.sent_file.write(d.sentences[0], batch.sentence_vectors[s:s + len(item.sentences)])
+                folder_statements.write(self.db, item)
                 c += len(item.chunks)
                 s += len(item.sentences)
 
@@ -281,6 +296,7 @@ class FolderWriter(Writer):
         gen, st = self.gen, self.settings.store
         with _writing(gen):
             self.db.executescript(INDEXES)
+            manifest = folder_statements.finish(self.db, manifest)
             self.db.commit()
             self._close_files(manifest)
             n = manifest.counts.chunks

@@ -19,6 +19,8 @@ class Counts:
     documents: int
     chunks: int
     sentences: int
+    statements: int = 0  # attributed statements (who said what)
+    speakers: int = 0  # speakers merged across the archive
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,7 @@ class Manifest:
     sources: dict[str, dict[str, Any]] = field(default_factory=dict)  # corpus file -> bytes, mtime_ns, sha256
     documents: dict[str, dict[str, Any]] = field(default_factory=dict)  # doc id -> content hash, chunk range
     files: dict[str, dict[str, Any]] = field(default_factory=dict)  # folder store: data file -> bytes, sha256
+    attribution: str = ""  # the statement extractor's version (`rag.ingest.attribution.VERSION`); "": none stored
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False, indent=1)
@@ -78,7 +81,9 @@ class Manifest:
             raise IndexCorrupt(f"Index manifest {where} is malformed: {problem}. {REBUILD}")
         known = {f for f in cls.__dataclass_fields__}
         values = {k: v for k, v in data.items() if k in known}
-        values["counts"] = Counts(**{k: data["counts"][k] for k in ("documents", "chunks", "sentences")})
+        values["counts"] = Counts(**{k: data["counts"][k] for k in ("documents", "chunks", "sentences")},
+                                  **{k: data["counts"][k] for k in ("statements", "speakers")
+                                     if _count(data["counts"].get(k))})
         return cls(**values)
 
 
@@ -100,7 +105,8 @@ def _problem(data: dict[str, Any]) -> str | None:
         return "'dimension' must be a positive whole number"
     if not isinstance(data.get("model"), str):
         return "'model' must name the embedding model"
-    for name in ("backend", "settings_hash", "sentence_vectors", "corpus", "built_at", "package_version"):
+    for name in ("backend", "settings_hash", "sentence_vectors", "corpus", "built_at", "package_version",
+                 "attribution"):
         if not isinstance(data.get(name, ""), str):
             return f"'{name}' must be text"
     for name in ("chunking", "store", "bm25", "documents"):

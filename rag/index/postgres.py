@@ -45,7 +45,9 @@ from ..errors import (
     SettingsError,
     StoreUnavailable,
 )
+from ..ingest.attribution import Statement
 from ..records import Chunk
+from . import postgres_statements
 from .lexical import Lexical, top_k
 from .manifest import REBUILD, Manifest, check_encoder
 from .store import Batch, DocRow, Snapshot, Store, Writer, chunk_rows, doc_columns, doc_from_row, document_filter
@@ -371,6 +373,17 @@ class PostgresSnapshot(Snapshot):
         return {t: float(np.log(1 + (n - rows.get(t, 0) + 0.5) / (rows.get(t, 0) + 0.5))) for t in terms}
 
 
+    def document_statements(self, doc_rows: list[int]) -> dict[int, list[Statement]]:
+        return postgres_statements.document_statements(self, doc_rows)
+
+    def statement_rows(self, speakers: list[str] | None, doc_ids: list[str] | None, since: str | None,
+                       until: str | None) -> list[tuple]:
+        return postgres_statements.statement_rows(self, speakers, doc_ids, since, until)
+
+    def speaker_rows(self, doc_ids: list[str] | None, since: str | None, until: str | None
+                     ) -> list[tuple[str, int, int]]:
+        return postgres_statements.speaker_rows(self, doc_ids, since, until)
+
 # ------------------------------------------------------------------------------------- writing
 
 _TABLES = """
@@ -413,6 +426,7 @@ class PostgresWriter(Writer):
             with conn.transaction():
                 conn.execute(_sql("CREATE SCHEMA {}", sql.Identifier(self.schema)))
                 conn.execute(sql.SQL(_TABLES).format(dim=sql.Literal(dimension), **self._t))
+                postgres_statements.create_tables(conn, self.schema)
                 conn.execute(_sql("INSERT INTO {} (name, schema, state) VALUES (%s, %s, 'building')",
                                   store.table("generations")), (name, self.schema))
 
@@ -451,6 +465,7 @@ class PostgresWriter(Writer):
                     for i, (a, b) in enumerate(item.sentences):
                         copy.write_row((item.doc.sentences[0] + i, item.doc.row, a, b, batch.sentence_vectors[s]))
                         s += 1
+            postgres_statements.write(cur, self.schema, batch)
 
     def finish(self, manifest: Manifest) -> Manifest:
         t, conn, st = self._t, self.conn, self.settings.store
@@ -472,6 +487,7 @@ class PostgresWriter(Writer):
                                   "WITH (lists = {lists})", lists=sql.Literal(lists), **t))
             for table in ("docs", "chunks", "sentences", "terms"):
                 conn.execute(_sql("ANALYZE {}", t[table]))
+            manifest = postgres_statements.finish(conn, self.schema, manifest)
             manifest = replace(manifest, store={**manifest.store, "schema": self.schema})
             conn.execute(_sql("UPDATE {} SET state = 'ready', manifest = %s WHERE name = %s",
                               self.store.table("generations")), (manifest.to_json(), self.name))

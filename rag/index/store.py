@@ -24,8 +24,10 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from ..records import Chunk, Document
+from ..ingest.attribution import Statement
+from ..records import AttributedStatement, Chunk, Document, Speaker
 from .manifest import Manifest
+from .statements import matching_speakers, statement_from_row
 
 if TYPE_CHECKING:
     from ..settings import Settings
@@ -76,6 +78,7 @@ class StoredDocument:
     doc: DocRow
     chunks: tuple[Chunk, ...]
     sentences: tuple[tuple[int, int], ...]
+    statements: tuple[Statement, ...] = ()  # who said what, in text order (`rag.index.statements`)
 
 
 @dataclass(frozen=True)
@@ -166,6 +169,40 @@ class Snapshot(ABC):
     @abstractmethod
     def idf(self, terms: list[str]) -> dict[str, float]:
         """BM25 inverse document frequency of each term (unknown terms get the largest value)."""
+
+    # --- who said what -----------------------------------------------------------------------------------
+
+    @abstractmethod
+    def document_statements(self, doc_rows: list[int]) -> dict[int, list[Statement]]:
+        """Document row -> its statements in text order (speakers as that article names them), many at once."""
+
+    @abstractmethod
+    def statement_rows(self, speakers: list[str] | None, doc_ids: list[str] | None, since: str | None,
+                       until: str | None) -> list[tuple]:
+        """`STATEMENT_COLUMNS` rows of the statements of the documents passing the filters (and by one of the
+        merged `speakers` names, unless None), in date order (undated last), then document and text order."""
+
+    @abstractmethod
+    def speaker_rows(self, doc_ids: list[str] | None, since: str | None, until: str | None
+                     ) -> list[tuple[str, int, int]]:
+        """(merged name, statements, articles) of every speaker in the documents passing the filters."""
+
+    def statements(self, speaker: str | None = None, doc_ids: list[str] | None = None, since: str | None = None,
+                   until: str | None = None) -> list[AttributedStatement]:
+        """The attributed statements passing the filters, in date order; `speaker` is matched against the merged
+        names ("Lavrov" finds Sergey Lavrov's)."""
+        names = None
+        if speaker is not None:
+            names = matching_speakers(speaker, [name for name, _n, _a in self.speaker_rows(None, None, None)])
+            if not names:
+                return []
+        return [statement_from_row(r) for r in self.statement_rows(names, doc_ids, since, until)]
+
+    def speakers(self, doc_ids: list[str] | None = None, since: str | None = None,
+                 until: str | None = None) -> list[Speaker]:
+        """Every speaker of the documents passing the filters, most statements first."""
+        rows = self.speaker_rows(doc_ids, since, until)
+        return [Speaker(name, n, a) for name, n, a in sorted(rows, key=lambda r: (-r[1], r[0]))]
 
     @property
     def size(self) -> int:
