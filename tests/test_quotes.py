@@ -72,6 +72,13 @@ def test_what_did_x_say_quotes_x_first(engine: rag.Engine, question: str, speake
     assert answer.text.startswith(f"{speaker} said, in “")
 
 
+def test_what_x_said_on_another_topic_is_not_quoted_as_the_answer(engine: rag.Engine) -> None:
+    """Lavrov is quoted at length, but never on football: none of his statements is presented as what he
+    said about it (the reader decides, as for any question)."""
+    answer = engine.ask("What did Lavrov say about the football World Cup final?")
+    assert not answer.text.startswith("Sergey Lavrov said")
+
+
 def test_who_question_answers_with_the_speaker_and_the_outlet_keeps_reports(engine: rag.Engine
                                                                            ) -> None:
     answer = engine.ask("Who described the plans as dead?")
