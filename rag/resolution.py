@@ -16,6 +16,7 @@ Every content word it adds is taken from the conversation (`added_words` checks 
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from .conversation import Conversation, Resolution
 from .text import STOPWORDS, fold
@@ -98,7 +99,7 @@ def _content(text: str) -> list[str]:
         w = re.sub(r"['’]s$", "", w).strip(".'’-")
         if w and w not in STOPWORDS and w not in _AUX:
             out.append(w.replace(",", "") if w[0].isdigit() else w)
-    return out
+    return tuple(out)
 
 
 def _conversation_text(conversation: Conversation) -> str:
@@ -116,7 +117,8 @@ def added_words(standalone: str, question: str, conversation: Conversation) -> l
     return [w for w in dict.fromkeys(_content(standalone)) if w not in known]
 
 
-def _names(text: str) -> list[tuple[str, int]]:
+@lru_cache(maxsize=4096)
+def _names(text: str) -> tuple[tuple[str, int], ...]:
     """Capitalised runs with their offsets, split at titles ("Ambassador"), function words and a leading place
     ("UK Andrey Kelin" -> "UK", "Andrey Kelin")."""
     found = []
@@ -140,7 +142,7 @@ def _names(text: str) -> list[tuple[str, int]]:
             name = re.sub(r"['’]s$", "", " ".join(w for w, _ in segment).rstrip("."))
             if len(name) > 1:
                 out.append((name, segment[0][1]))
-    return out
+    return tuple(out)
 
 
 def _is_place(name: str) -> bool:
@@ -149,7 +151,8 @@ def _is_place(name: str) -> bool:
         and len(low.split()) == 1
 
 
-def _persons(text: str) -> list[tuple[str, bool]]:
+@lru_cache(maxsize=4096)
+def _persons(text: str) -> tuple[tuple[str, bool], ...]:
     """(name, female) for the names in `text` that a cue marks as people: a title before it, a speech or action
     verb after it, or "did X <verb>"; female by title, first name, or a Slavic feminine surname."""
     out: list[tuple[str, bool]] = []
@@ -167,7 +170,7 @@ def _persons(text: str) -> list[tuple[str, bool]]:
             bool(re.search(r"(?:ova|eva|ina|aya|skaya)$", fold(name.split()[-1])))
         if titled or agent or first in _FEMALE_NAMES or len(name.split()) >= 2 and female:
             out.append((name, female))
-    return out
+    return tuple(out)
 
 
 def _full_name(name: str, text: str) -> str:
@@ -220,7 +223,7 @@ def _topic_words(text: str) -> list[str]:
                                                                      low.endswith(("ed", "ly"))):
             continue
         out.append(w)
-    return out
+    return tuple(out)
 
 
 def _topic(conversation: Conversation, question: str, figures: bool, names_only: bool) -> str:
@@ -234,9 +237,9 @@ def _topic(conversation: Conversation, question: str, figures: bool, names_only:
         sources.append(carried.group(1))
     words: list[str] = []
     for src in sources:
-        for w in _topic_words(src):
-            key = _content(w)[0]
-            if key in have or (names_only and (w[:1].islower() or fold(w) in _COUNTRIES)):
+        for w in ([n for n, _ in _names(src)] if names_only else _topic_words(src)):
+            key = " ".join(_content(w))
+            if not key or key in have:
                 continue
             have.add(key)
             words.append(w)
@@ -332,14 +335,12 @@ def _ellipsis_swap(question: str, conversation: Conversation) -> str | None:
                                                            m.group(1), re.I):
         return None
     new = m.group(1).strip()
-    last = _strip_front(conversation.turns[-1].standalone)
     base = re.sub(r"\s*\([^()]*\)", "", conversation.turns[-1].standalone).strip()
     names = [(n, s) for n, s in _names(base) if s > 0]
     if not names:
         return None
     same = [(n, s) for n, s in names if _is_place(n) == _is_place(new)] or names[-1:]
     name, start = same[0] if _is_place(new) else same[-1]
-    del last
     return base[:start] + new + base[start + len(name):]
 
 
@@ -362,8 +363,12 @@ def resolve_question(question: str, conversation: Conversation) -> Resolution:
         standalone, unresolved = _replace_pronouns(text, pronouns, conversation)
         if unresolved:
             return Resolution(question, question, True, kind, unresolved, boost)
-    own = _content(standalone)
-    names_only = len(own) >= 5 and kind in ("pronoun", "same", "there")
+    left = kind
+    if pronouns:  # the person is named now: a topic only for what else points back
+        left, _ = _dependency(standalone)
+        if left is None:
+            return Resolution(question, standalone, True, kind, None, boost)
+    names_only = len(_content(standalone)) >= 5 and left in ("pronoun", "same", "there")
     topic = _topic(conversation, standalone, kind == "comparison", names_only)
     if topic:
         body = standalone.rstrip(" ?.!")
