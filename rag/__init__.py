@@ -9,6 +9,7 @@ from typing import Sequence
 
 from .answer.citations import quote_in_passage
 from .answer.compose import CLOSEST_HEADING
+from .answer.conversation import Conversation, ConversationError, Turn
 from .answer.readers import load_reader
 from .engine import Engine, get_engine
 from .errors import (
@@ -61,13 +62,17 @@ def reader_info(settings: Settings | None = None) -> dict | None:
 
 def ask(question: str, k: int | None = None, *, doc_ids: Sequence[str] | None = None, since: str | None = None,
         until: str | None = None, mode: str | None = None, settings: Settings | None = None,
-        index: Path | str | None = None) -> Answer:
-    """A cited answer (or an abstention) from the live index."""
-    return get_engine(_settings(settings, None, index)).ask(question, k, doc_ids, since, until, mode)
+        index: Path | str | None = None, conversation: Conversation | None = None) -> Answer:
+    """A cited answer (or an abstention) from the live index. With the `conversation` so far, a follow-up is
+    first resolved into a standalone question (`Answer.standalone`); add the answer with
+    `conversation.then(answer)`."""
+    return get_engine(_settings(settings, None, index)).ask(question, k, doc_ids, since, until, mode,
+                                                            conversation=conversation)
 
 
 __all__ = [
-    "Answer", "Article", "BadQuestion", "CLOSEST_HEADING", "BuildReport", "Chunk", "Citation", "CorpusEmpty", "CorpusMissing",
+    "Answer", "Article", "BadQuestion", "CLOSEST_HEADING", "BuildReport", "Chunk", "Citation", "Conversation",
+    "ConversationError", "Turn", "CorpusEmpty", "CorpusMissing",
     "Document", "EXPORTS", "EXPORT_FORMATS", "Engine", "ExportFormat", "ExportError", "Hit", "IndexCorrupt", "IndexFolderRefused",
     "IndexLocked", "IndexMismatch", "IndexMissing", "IndexStatus", "IndexWriteFailed", "LLMUnavailable",
     "RagError", "ReaderError", "Settings", "SettingsError", "SpanError", "StoreUnavailable", "ask", "build_index", "describe_settings",

@@ -5,12 +5,15 @@ from __future__ import annotations
 import re
 import threading
 import time
+from dataclasses import replace
 from typing import Callable, Sequence, TypeVar
 
 from .answer.reader import Reader
 from .answer.readers import load_reader
 from .answer.respond import Retrieved, answer
 from .answer.retrieval import retrieve
+from .answer.conversation import Conversation
+from .answer.turns import clarification, plan_turn
 from .common.dates import date_filter as _check_date
 from .errors import BadQuestion, GenerationGone, RagError
 from .index.encoder import Embedder, model_identity
@@ -163,7 +166,7 @@ class Engine:
         return min(k, s.retrieval.max_k)
 
     def _retrieve(self, query: str, k: int | None, doc_ids: Sequence[str] | None, since: str | None,
-                  until: str | None, s: Settings, wider: int = 0) -> Retrieved:
+                  until: str | None, s: Settings, wider: int = 0, boost: Sequence[str] = ()) -> Retrieved:
         """The passages for `query`, checking every argument first: the first k shown, and at least `wider`
         for the reader when there are that many."""
         began = time.perf_counter()
@@ -180,7 +183,8 @@ class Engine:
         vector = self.embedder.encode_queries([query])[0]
         t1 = time.perf_counter()
         allowed = gen.allowed_rows(list(doc_ids) if doc_ids else None, since, until)
-        wide = retrieve(gen, query, vector, s.retrieval, allowed, k=max(k, wider))
+        favoured = gen.allowed_rows(list(boost), None, None) if boost else None
+        wide = retrieve(gen, query, vector, s.retrieval, allowed, k=max(k, wider), boost=favoured)
         t2 = time.perf_counter()
         return Retrieved(gen, query, vector, wide[:k], wide,
                          {"encode_ms": (t1 - t0) * 1000, "retrieve_ms": (t2 - t1) * 1000}, began)
@@ -192,9 +196,13 @@ class Engine:
 
     def ask(self, question: str, k: int | None = None, doc_ids: Sequence[str] | None = None,
             since: str | None = None, until: str | None = None, mode: str | None = None,
-            id: str | None = None) -> Answer:
-        """An answer built from the archive's passages, with exact-span citations, or an abstention."""
+            id: str | None = None, conversation: Conversation | None = None) -> Answer:
+        """An answer built from the archive's passages, with exact-span citations, or an abstention. With a
+        `conversation`, the question is first resolved against it (`Answer.standalone`), retrieval favours the
+        articles the last answer cited, and a reference that points at nothing gets a request to name it."""
         s = self.settings
+        if conversation is not None:
+            return self._ask_in(question, k, doc_ids, since, until, mode, id, conversation)
 
         def run() -> Answer:
             wider = s.answer.read_passages if self.reader is not None else 0
@@ -203,6 +211,25 @@ class Engine:
                           lambda text: self.embedder.encode_queries([text])[0], mode, id)
 
         return self._retrying(run)
+
+    def _ask_in(self, question: str, k: int | None, doc_ids: Sequence[str] | None, since: str | None,
+                until: str | None, mode: str | None, id: str | None, conversation: Conversation) -> Answer:
+        """A turn of a conversation: resolve, retrieve with the standalone question and the boost, answer."""
+        s = self.settings
+        typed = clean_question(question, s.answer.max_question_chars)
+        plan = plan_turn(typed, conversation, mode or s.answer.mode, s.llm)
+        if plan.unresolved:
+            return clarification(plan, id)
+
+        def run() -> Answer:
+            wider = s.answer.read_passages if self.reader is not None else 0
+            retrieved = self._retrieve(plan.standalone, k, doc_ids, since, until, s, wider, plan.boost_doc_ids)
+            return answer(retrieved, s.answer, s.llm, self.reader,
+                          lambda text: self.embedder.encode_queries([text])[0], mode, id)
+
+        found = self._retrying(run)
+        return replace(found, question=typed, standalone=plan.standalone, notices=plan.notices + found.notices,
+                       timings={"resolve_ms": plan.resolve_ms, **found.timings})
 
 
 _SERVED: dict[tuple, Served] = {}

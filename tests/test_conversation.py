@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 import rag
-from rag.conversation import Conversation, ConversationError, Turn, added_words_ok, answer_from_dict, resolve
-from rag.dialogue_eval import evaluate_dialogues, resolution_overlap
+from rag.answer.conversation import Conversation, ConversationError, Turn, answer_from_dict
+from rag.answer.resolution import added_words_ok, resolve
+from rag.evaluation.dialogues import evaluate_dialogues, resolution_overlap
 from rag.records import Answer, Chunk, Citation, Hit
 
 
@@ -43,7 +44,7 @@ POLL = _talk(("What share of Ukrainians think their government is 'completely ta
               "survey?", "Some 42% of respondents said the government was completely tainted, the KIIS poll found."))
 
 
-def _ok(question: str, conversation: Conversation) -> rag.conversation.Resolution:
+def _ok(question: str, conversation: Conversation) -> rag.answer.conversation.Resolution:
     r = resolve(question, conversation)
     assert added_words_ok(r.standalone, question, conversation), r.standalone
     return r

@@ -19,7 +19,7 @@ import re
 from functools import lru_cache
 
 from .conversation import Conversation, Resolution
-from .text import STOPWORDS, fold
+from ..common.text import STOPWORDS, fold
 
 _TOKEN = re.compile(r"[A-Za-z\u00C0-\u024F][\w’'.-]*[\w]|[A-Za-z]|\d[\d,.]*\d%?|\d%?")
 _NAME = re.compile(r"(?:[A-Z][\w’'-]*[\w]|[A-Z])(?:\s+(?:[A-Z][\w’'-]*[\w]|[A-Z]\.?))*")
@@ -108,6 +108,12 @@ def _conversation_text(conversation: Conversation) -> str:
         parts += [t.question, t.standalone, t.answer.text]
         parts += [c.quote for c in t.answer.citations] + [c.title for c in t.answer.citations]
     return "\n".join(parts)
+
+
+def added_words_ok(standalone: str, question: str, conversation: Conversation) -> bool:
+    """True when every content word (name, figure, term) that `standalone` adds to `question` occurs somewhere
+    in the conversation: a rewrite, by rule or by a language model, must not bring in a new fact."""
+    return not added_words(standalone, question, conversation)
 
 
 def added_words(standalone: str, question: str, conversation: Conversation) -> list[str]:
@@ -344,8 +350,9 @@ def _ellipsis_swap(question: str, conversation: Conversation) -> str | None:
     return base[:start] + new + base[start + len(name):]
 
 
-def resolve_question(question: str, conversation: Conversation) -> Resolution:
-    """The standalone form of `question` after `conversation` (see the module's rules)."""
+def resolve(question: str, conversation: Conversation) -> Resolution:
+    """The standalone form of `question` given the conversation so far (rule-based, no language model; see the
+    module's rules)."""
     text = " ".join(question.split())
     if not conversation.turns or not text:
         return Resolution(question=question, standalone=question)

@@ -13,20 +13,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .conversation import Conversation, Turn, resolve
-from .engine import Engine, get_engine
-from .errors import BadQuestion
-from .evaluation import _load_jsonl, _percentile, gold_groups, quotes_answer
-from .records import Answer
-from .settings import Settings
-from .text import content_terms
+from ..answer.conversation import Conversation
+from ..answer.resolution import resolve
+from ..answer.turns import context
+from ..engine import Engine, get_engine
+from ..errors import BadQuestion
+from . import _load_jsonl, _percentile, gold_groups, quotes_answer
+from ..records import Answer
+from ..settings import Settings
+from ..common.text import content_terms
 
 KINDS = ("opener", "follow-up", "follow-up-unanswerable")
-# TODO(lead): once engine.ask takes retrieval hints, pass Resolution.boost_doc_ids (the last answer's
-# articles) as a boost; the evaluation then measures it with no other change.
-
-
-_UNRESOLVED = {"supported": False, "first_quote": False, "abstained": True}
 
 
 def _turn_kind(n: int, turn: dict[str, Any]) -> str:
@@ -81,12 +78,11 @@ def evaluate_dialogues(path: Path | str, settings: Settings, k: int | None = Non
         conversation = Conversation()
         for i, turn in enumerate(turns):
             t0 = time.perf_counter()
-            resolution = resolve(turn["question"], conversation)
+            resolution = resolve(turn["question"], context(conversation))
             resolve_ms.append((time.perf_counter() - t0) * 1000)
-            asked = resolution.standalone
-            answer = engine.ask(asked, k)
-            if resolution.unresolved is None:
-                conversation = conversation.add(Turn(turn["question"], answer.question, answer))
+            answer = engine.ask(turn["question"], k, conversation=conversation)  # resolved again, with the boost
+            asked = answer.standalone or turn["question"]
+            conversation = conversation.then(answer)
             groups = gold_groups(turn)
             gold = turn.get("standalone") or turn["question"]
             oracle = engine.ask(gold, k)
@@ -96,8 +92,8 @@ def evaluate_dialogues(path: Path | str, settings: Settings, k: int | None = Non
                          "dependency": resolution.kind, "unresolved": resolution.unresolved,
                          "overlap": round(resolution_overlap(asked, gold), 4),
                          "overlap_typed": round(resolution_overlap(turn["question"], gold), 4),
-                         # an unresolved reference gets a request to name it, counted as an abstention
-                         "resolved": _UNRESOLVED if resolution.unresolved else _judge(answer, groups), "oracle": _judge(oracle, groups),
+                         # an unresolved reference gets a request to name it: an abstention
+                         "resolved": _judge(answer, groups), "oracle": _judge(oracle, groups),
                          "alone": _judge(alone, groups)})
     kinds: dict[str, Any] = {}
     for kind in KINDS:

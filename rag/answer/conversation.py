@@ -1,7 +1,7 @@
 """A conversation: typed turns (what was typed, the standalone question it was resolved to, the cited answer),
 saved to and reopened from JSON, and the resolution of a follow-up into a standalone question.
 
-The rules that resolve a follow-up live in `rag.resolution`; `resolve` and `added_words_ok` are re-exported here.
+The rules that resolve a follow-up, `resolve` and `added_words_ok`, live in `rag.answer.resolution`.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import json
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from .controls import json_safe
-from .errors import RagError
-from .records import Answer, Chunk, Citation, Hit, METADATA_KEYS
+from ..common.controls import json_safe
+from ..errors import RagError
+from ..records import Answer, Chunk, Citation, Hit, METADATA_KEYS
 
 FORMAT = "rag-conversation"
 FORMAT_VERSION = 1
@@ -52,6 +52,10 @@ class Conversation:
 
     def add(self, turn: Turn) -> "Conversation":
         return Conversation(self.turns + (turn,))
+
+    def then(self, answer: Answer) -> "Conversation":
+        """The conversation with `answer` (from `ask(..., conversation=self)`) as its next turn."""
+        return self.add(Turn(answer.question, answer.standalone or answer.question, answer))
 
     @property
     def last(self) -> Turn | None:
@@ -145,19 +149,5 @@ def answer_from_dict(data: Mapping[str, Any]) -> Answer:
                   notices=tuple(data.get("notices") or ()), id=data.get("id"), evidence=data.get("evidence"),
                   confidence=data.get("confidence"),
                   readings={h["chunk_id"]: h["confidence"] for h in passages if h.get("confidence") is not None},
-                  closest=tuple(citation_from_dict(c) for c in data.get("closest") or []))
-
-
-def resolve(question: str, conversation: Conversation) -> Resolution:
-    """The standalone form of `question` given the conversation so far (rule-based, no language model)."""
-    from .resolution import resolve_question
-
-    return resolve_question(question, conversation)
-
-
-def added_words_ok(standalone: str, question: str, conversation: Conversation) -> bool:
-    """True when every content word (name, figure, term) that `standalone` adds to `question` occurs somewhere
-    in the conversation: a rewrite, by rule or by a language model, must not bring in a new fact."""
-    from .resolution import added_words
-
-    return not added_words(standalone, question, conversation)
+                  closest=tuple(citation_from_dict(c) for c in data.get("closest") or []),
+                  standalone=data.get("standalone"))
