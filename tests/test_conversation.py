@@ -187,3 +187,12 @@ def test_dialogue_evaluation_reports_resolved_and_oracle_per_kind(bundled_index:
     assert follow["alone"]["supported_accuracy"] == 0.0  # the typed "his" alone finds nothing
     assert follow["resolution_overlap"] > follow["typed_overlap"]
     assert report["per_turn"][1]["dependency"] == "pronoun"
+
+
+def test_a_contraction_starting_the_question_is_no_part_of_the_name() -> None:
+    """"What's Igor Kostyukov's regular job?" names Igor Kostyukov, not "What's Igor Kostyukov"."""
+    talk = DELEGATION.add(Turn("What's his regular job?", "What's Igor Kostyukov’s regular job?",
+                               _answer("What's Igor Kostyukov’s regular job?", "Kostyukov heads military "
+                                       "intelligence.", "src/a1")))
+    r = _ok("What did he say?", talk)
+    assert r.standalone.startswith("What did Igor Kostyukov say")

@@ -81,6 +81,7 @@ _COMPARISON = re.compile(r"\b(?:more or less|more than that|less than that|(?:hi
 _FIGURE = re.compile(r"\d[\d,.]*\d%?|\d%?|\b(?:\w+\s)?(?:percent|per cent)\b")
 _TOPIC_WORDS = 8  # most topic words carried into one rewrite
 _NAMES_ONLY = 3  # most names carried into a question that says most of what it asks
+_SHORT = 5  # content words up to which a question with its person named still gets the topic
 # verbs and vague words that say nothing of the topic
 _VAGUE = frozenset("""
 get got take took make happen happened thing things something way ways going go goes become became officially
@@ -132,7 +133,7 @@ def _names(text: str) -> tuple[tuple[str, int], ...]:
         segment: list[tuple[str, int]] = []
         pieces = [(w.group(), m.start() + w.start()) for w in re.finditer(r"\S+", m.group())]
         for n, (word, at) in enumerate(pieces):
-            low = fold(word).strip(".")
+            low = re.sub(r"['’](?:s|re|ll|ve|d)$", "", fold(word).strip("."))  # "What's" is no name
             if low in _NOT_NAMES or low in _TITLES:
                 found.append(segment)
                 segment = []
@@ -373,7 +374,7 @@ def resolve(question: str, conversation: Conversation) -> Resolution:
     left = kind
     if pronouns:  # the person is named now: a topic only for what else points back
         left, _ = _dependency(standalone)
-        if left is None:
+        if left is None and len(_content(standalone)) > _SHORT:
             return Resolution(question, standalone, True, kind, None, boost)
     names_only = len(_content(standalone)) >= 5 and left in ("pronoun", "same", "there")
     topic = _topic(conversation, standalone, kind == "comparison", names_only)

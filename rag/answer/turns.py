@@ -40,6 +40,7 @@ class TurnPlan:
     resolve_ms: float = 0.0  # the rule-based resolution's time
 
 
+
 def context(conversation: Conversation) -> Conversation:
     """The turns a follow-up can refer to: all but the requests to name who or what was meant."""
     return Conversation(tuple(t for t in conversation.turns if t.answer.mode != CLARIFY_MODE))
@@ -87,7 +88,9 @@ def plan_turn(question: str, conversation: Conversation | None, mode: str | None
                                     "form is used.",))
     invented = added_words(proposed, question, ctx)
     if invented:
-        shown = ", ".join(invented[:5])
+        words = {w.casefold() for w in invented}
+        typed = [w for w in dict.fromkeys(re.findall(r"\w[\w’'-]*", proposed)) if w.casefold() in words]
+        shown = ", ".join((typed or invented)[:5])
         return _with(plan, notices=(f"The language model's rewrite “{proposed}” adds words found nowhere in the "
                                     f"conversation ({shown}); the rule-based form is used.",))
     depends = plan.depends or proposed != question
