@@ -362,7 +362,8 @@ def test_abstention_says_so_and_shows_closest_passages(monkeypatch: pytest.Monke
         how = (f"best sentence answer confidence {answer.readings[hit.chunk.chunk_id]:.0%}"
                if hit.chunk.chunk_id in answer.readings else f"retrieval rank {hit.rank}")
         assert f'{hit.source}, chars {hit.chunk.start}–{hit.chunk.end} · {how}</div>' in closest
-    assert [b.key for b in at.download_button] == ["dl-1-markdown", "dl-1-json", "dl-all-markdown", "dl-all-json"]
+    assert [b.key for b in at.download_button] == ["dl-1-markdown", "dl-1-json", "dl-all-markdown", "dl-all-json",
+                                                   "save"]
 
 
 @pytest.mark.slow
