@@ -39,11 +39,6 @@ def paths(settings: rag.Settings) -> list[str]:
     return ["--index", str(settings.paths.index), "--corpus", str(settings.paths.corpus)]
 
 
-def _same(a: rag.Answer, b: rag.Answer) -> dict:
-    return {k: v for k, v in a.to_dict().items() if k != "timings"} == \
-        {k: v for k, v in b.to_dict().items() if k != "timings"}
-
-
 def test_a_question_with_no_history_goes_through_unchanged(engine: rag.Engine) -> None:
     plain = engine.ask(AVIATION)
     assert plain.standalone is None and "standalone" not in plain.to_dict()
