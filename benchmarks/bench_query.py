@@ -63,7 +63,35 @@ def bench_bundled(rounds: int) -> None:
           f"of which the query's encoder call {summary(encode_ms)}")
     print(f"  ask, reader on:  {summary(ask_ms)} (of which first stage + reader {summary(read_ms)})")
     print(f"  ask, reader off: {summary(off_ms)}")
+    bench_resolution(engine, rounds)
     shutil.rmtree(work, ignore_errors=True)
+
+
+def bench_resolution(engine: rag.Engine, rounds: int) -> None:
+    """Follow-up resolution per turn (the rules alone, no answering) over the development dialogues' turns,
+    each resolved against the real conversation so far (target: at most 20 ms a turn)."""
+    import json
+
+    from rag.answer.turns import plan_turn
+
+    path = ROOT.parent / "shared" / "eval" / "dev_dialogues.jsonl"
+    dialogues = [[t["question"] for t in json.loads(line)["turns"]]
+                 for line in path.read_text(encoding="utf-8").splitlines() if line.strip()] if path.exists() else \
+        [["Who is leading Russia's delegation at the trilateral talks in Abu Dhabi?", "What's his regular job?",
+          "Who else is at the table, on the Ukrainian side?", "What did she say?"]]
+    talks = []
+    for questions in dialogues:  # the conversations, answered once
+        conversation = rag.Conversation()
+        for q in questions:
+            talks.append((q, conversation))
+            conversation = conversation.then(engine.ask(q, conversation=conversation))
+    ms = []
+    for _ in range(rounds):
+        for q, conversation in talks:
+            t0 = time.perf_counter()
+            plan_turn(q, conversation)
+            ms.append((time.perf_counter() - t0) * 1000)
+    print(f"  follow-up resolution per turn ({len(talks)} turns of {len(dialogues)} dialogues): {summary(ms)}")
 
 
 def clustered(n: int, dim: int, clusters: int, rng: np.random.Generator, intrinsic: int = 32) -> np.ndarray:

@@ -11,6 +11,7 @@ from .answer.citations import quote_in_passage
 from .answer.compose import CLOSEST_HEADING
 from .answer.coverage import coverage
 from .answer.speech import statements_answer
+from .answer.conversation import Conversation, ConversationError, Turn
 from .answer.readers import load_reader
 from .engine import Engine, get_engine
 from .errors import (BadQuestion, CorpusEmpty, CorpusMissing, ExportError, IndexCorrupt, IndexFolderRefused, IndexLocked,
@@ -51,9 +52,12 @@ def reader_info(settings: Settings | None = None) -> dict | None:
 
 def ask(question: str, k: int | None = None, *, doc_ids: Sequence[str] | None = None, since: str | None = None,
         until: str | None = None, mode: str | None = None, settings: Settings | None = None,
-        index: Path | str | None = None) -> Answer:
-    """A cited answer (or an abstention) from the live index."""
-    return get_engine(_settings(settings, None, index)).ask(question, k, doc_ids, since, until, mode)
+        index: Path | str | None = None, conversation: Conversation | None = None) -> Answer:
+    """A cited answer (or an abstention) from the live index. With the `conversation` so far, a follow-up is
+    first resolved into a standalone question (`Answer.standalone`); add the answer with
+    `conversation.then(answer)`."""
+    return get_engine(_settings(settings, None, index)).ask(question, k, doc_ids, since, until, mode,
+                                                            conversation=conversation)
 
 
 def statements(speaker: str | None = None, *, doc_ids: Sequence[str] | None = None, since: str | None = None,
@@ -76,13 +80,14 @@ def statement_citations(selected: Sequence[AttributedStatement], title: str = "S
 
 
 __all__ = [
-    "CITATION_STYLES", "Reference", "coverage", "format_references", "style_file",
-    "Answer", "Article", "BadQuestion", "CLOSEST_HEADING", "BuildReport", "Chunk", "Citation", "CorpusEmpty", "CorpusMissing",
-    "Answer", "Article", "AttributedStatement", "Speaker", "speakers", "statements", "statement_citations", "BadQuestion", "CLOSEST_HEADING", "BuildReport", "Chunk", "Citation", "CorpusEmpty", "CorpusMissing",
-    "Document", "EXPORTS", "EXPORT_FORMATS", "Engine", "ExportFormat", "ExportError", "Hit", "IndexCorrupt", "IndexFolderRefused",
-    "IndexLocked", "IndexMismatch", "IndexMissing", "IndexStatus", "IndexWriteFailed", "LLMUnavailable",
-    "RagError", "ReaderError", "Settings", "SettingsError", "SpanError", "StoreUnavailable", "ask", "build_index", "describe_settings",
-    "encoder_info", "export_answers", "format_for_path", "get_engine", "index_info", "index_status",
-    "indexed_documents", "iter_articles", "load_documents", "load_settings", "no_articles", "read_corpus", "quote_in_passage", "reader_info",
-    "search", "source_text", "verify_index", "write_export", "__version__",
+    "Answer", "Article", "ask", "AttributedStatement", "BadQuestion", "build_index", "BuildReport", "Chunk",
+    "Citation", "CITATION_STYLES", "CLOSEST_HEADING", "Conversation", "ConversationError", "CorpusEmpty",
+    "CorpusMissing", "coverage", "describe_settings", "Document", "encoder_info", "Engine", "export_answers",
+    "EXPORT_FORMATS", "ExportError", "ExportFormat", "EXPORTS", "format_for_path", "format_references",
+    "get_engine", "Hit", "index_info", "index_status", "IndexCorrupt", "indexed_documents", "IndexFolderRefused",
+    "IndexLocked", "IndexMismatch", "IndexMissing", "IndexStatus", "IndexWriteFailed", "iter_articles",
+    "LLMUnavailable", "load_documents", "load_settings", "no_articles", "quote_in_passage", "RagError",
+    "read_corpus", "reader_info", "ReaderError", "Reference", "search", "Settings", "SettingsError", "source_text",
+    "SpanError", "Speaker", "speakers", "statement_citations", "statements", "StoreUnavailable", "style_file",
+    "Turn", "verify_index", "write_export", "__version__",
 ]

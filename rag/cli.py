@@ -218,7 +218,10 @@ def _parse_batch(handle: Any) -> Iterator[tuple[Optional[str], Any]]:
             except (json.JSONDecodeError, RecursionError):
                 yield None, stripped
                 continue
-            yield (str(obj["id"]) if obj.get("id") is not None else None), obj.get("question", "")
+            qid = str(obj["id"]) if isinstance(obj, dict) and obj.get("id") is not None else None
+            # a dialogue line {"id", "turns": [...]} is passed whole, for `rag ask` to answer turn by turn
+            yield qid, (obj if isinstance(obj, dict) and "turns" in obj else
+                        obj.get("question", "") if isinstance(obj, dict) else stripped)
         else:
             yield None, stripped
 
@@ -252,7 +255,7 @@ def _run_batch(batch: str, one: Callable[[str, Optional[str]], dict[str, Any]]) 
                 raise question
             result = one(question, qid)
         except rag.RagError as exc:
-            shown = None if isinstance(question, rag.RagError) else question
+            shown = None if isinstance(question, (rag.RagError, dict)) else question
             result = ({"id": qid} if qid is not None else {}) | {"question": shown, "error": str(exc)}
         _print_json(result)
         sys.stdout.flush()
@@ -270,6 +273,8 @@ def search_cmd(query: Optional[str] = typer.Argument(None), k: Optional[int] = K
         engine = _open_engine(corpus, index)
 
         def one(q: str, qid: Optional[str]) -> dict[str, Any]:
+            if isinstance(q, dict):
+                raise rag.BadQuestion("Dialogue lines (with \"turns\") are answered by rag ask --batch, not search.")
             t0 = time.perf_counter()
             hits = engine.search(q, k, **_filters(doc, since, until))
             data = {"id": qid} if qid is not None else {}
@@ -344,6 +349,8 @@ def ask_cmd(question: Optional[str] = typer.Argument(None), k: Optional[int] = K
             return data
 
         def one(q: str, qid: Optional[str]) -> dict[str, Any]:
+            if isinstance(q, dict):
+                return _dialogue(engine, q, qid, answers, k=k, mode=mode, **_filters(doc, since, until))
             answer = engine.ask(q, k, mode=mode, id=qid, **_filters(doc, since, until))
             answers.append(answer)
             return styled(answer)
@@ -395,6 +402,33 @@ def quotes_cmd(speaker: Optional[str] = typer.Option(None, "--speaker", help="On
             _echo(f"    {st.title}" + (f" ({date})" if date else "") + f" — {st.source} {st.start}-{st.end}")
 
 
+def _dialogue(engine: rag.Engine, line: dict, qid: Optional[str], answers: list, **ask: Any) -> dict[str, Any]:
+    """One dialogue line of a batch: {"id", "turns": [answer JSON with "standalone", ...]}."""
+    from .chat import answer_dialogue, dialogue_turns
+
+    conversation, rows = answer_dialogue(engine, dialogue_turns(line), **ask)
+    answers += conversation.answers
+    return ({"id": qid} if qid is not None else {}) | {"turns": rows}
+
+
+@app.command("chat")
+def chat_cmd(resume: Optional[Path] = typer.Option(None, "--resume", help="Go on with a conversation saved by "
+                                                   "/save or by the app."),
+             k: Optional[int] = KOpt, index: Optional[Path] = IndexOpt, corpus: Optional[Path] = CorpusOpt,
+             doc: Optional[List[str]] = DocOpt, since: Optional[str] = SinceOpt, until: Optional[str] = UntilOpt,
+             llm: bool = typer.Option(False, "--llm", help="Answer (and rewrite follow-ups) with the configured "
+                                      "language model.")) -> None:
+    """A conversation in the terminal: follow-up questions are resolved against the earlier turns."""
+    from .chat import ChatSession, load_conversation
+
+    with _errors():
+        conversation = load_conversation(resume) if resume is not None else None
+        engine = _open_engine(corpus, index)
+        session = ChatSession(engine, lambda a: (_print_answer(a), _echo()), _echo, conversation, k=k,
+                              mode="llm" if llm else None, **_filters(doc, since, until))
+        session.run()
+
+
 @app.command("eval")
 def eval_cmd(qa: Optional[Path] = typer.Argument(None, help="Questions with evidence (JSON Lines)."),
              beir: Optional[Path] = typer.Option(None, "--beir", help="A BEIR-format folder to evaluate on."),
@@ -404,6 +438,9 @@ def eval_cmd(qa: Optional[Path] = typer.Argument(None, help="Questions with evid
                                                   "questions (seeded)."),
              work: Optional[Path] = typer.Option(None, "--work", help="With --squad: folder for its corpus and "
                                                  "index (default: a cache folder per file)."),
+             dialogues: Optional[Path] = typer.Option(None, "--dialogues", help="Dialogues (JSON Lines with "
+                                                      "turns): each turn answered in its conversation, beside "
+                                                      "its standalone form asked alone."),
              k: int = typer.Option(5, "-k", help="Passages per question."),
              attributions: Optional[Path] = typer.Option(None, "--attributions", help="Labelled statements "
                                                          "(JSON Lines): statement precision and recall, speaker "
@@ -424,7 +461,14 @@ def eval_cmd(qa: Optional[Path] = typer.Argument(None, help="Questions with evid
             else:
                 _echo(summary(report))
             return
-        if squad is not None:
+        if dialogues is not None:
+            from .evaluation.dialogues import evaluate_dialogues, format_dialogue_report
+
+            report = evaluate_dialogues(dialogues, settings, k=k)
+            if not as_json:
+                _echo(format_dialogue_report(report))
+                return
+        elif squad is not None:
             report = evaluation.evaluate_squad(squad, settings, sample=sample, k=k, work=work,
                                                progress=None if as_json else _warn)
         elif beir is not None:
@@ -432,7 +476,8 @@ def eval_cmd(qa: Optional[Path] = typer.Argument(None, help="Questions with evid
         elif qa is not None:
             report = evaluation.evaluate_qa(qa, settings, k=k)
         else:
-            raise rag.BadQuestion("Give a question file (rag eval QA.jsonl), --squad FILE.json or --beir DIR.")
+            raise rag.BadQuestion("Give a question file (rag eval QA.jsonl), --dialogues FILE.jsonl, --squad "
+                                  "FILE.json or --beir DIR.")
         if as_json:
             _print_json(report)
         else:

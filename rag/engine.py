@@ -5,13 +5,16 @@ from __future__ import annotations
 import re
 import threading
 import time
+from dataclasses import replace
 from typing import Callable, Sequence, TypeVar
 
 from .answer.reader import Reader
 from .answer.readers import load_reader
 from .answer.respond import Retrieved, answer
 from .answer.retrieval import retrieve
+from .answer.conversation import Conversation
 from .answer.speech import speaker_plan
+from .answer.turns import clarification, plan_turn
 from .common.dates import date_filter as _check_date
 from .errors import BadQuestion, GenerationGone, RagError
 from .index.encoder import Embedder, model_identity
@@ -164,7 +167,7 @@ class Engine:
         return min(k, s.retrieval.max_k)
 
     def _retrieve(self, query: str, k: int | None, doc_ids: Sequence[str] | None, since: str | None,
-                  until: str | None, s: Settings, wider: int = 0) -> Retrieved:
+                  until: str | None, s: Settings, wider: int = 0, boost: Sequence[str] = ()) -> Retrieved:
         """The passages for `query`, checking every argument first: the first k shown, and at least `wider`
         for the reader when there are that many."""
         began = time.perf_counter()
@@ -181,7 +184,8 @@ class Engine:
         vector = self.embedder.encode_queries([query])[0]
         t1 = time.perf_counter()
         allowed = gen.allowed_rows(list(doc_ids) if doc_ids else None, since, until)
-        wide = retrieve(gen, query, vector, s.retrieval, allowed, k=max(k, wider))
+        favoured = gen.allowed_rows(list(boost), None, None) if boost else None
+        wide = retrieve(gen, query, vector, s.retrieval, allowed, k=max(k, wider), boost=favoured)
         t2 = time.perf_counter()
         return Retrieved(gen, query, vector, wide[:k], wide,
                          {"encode_ms": (t1 - t0) * 1000, "retrieve_ms": (t2 - t1) * 1000}, began)
@@ -193,16 +197,33 @@ class Engine:
 
     def ask(self, question: str, k: int | None = None, doc_ids: Sequence[str] | None = None,
             since: str | None = None, until: str | None = None, mode: str | None = None,
-            id: str | None = None) -> Answer:
-        """An answer built from the archive's passages, with exact-span citations, or an abstention."""
+            id: str | None = None, conversation: Conversation | None = None) -> Answer:
+        """An answer built from the archive's passages, with exact-span citations, or an abstention. With a
+        `conversation`, the question is first resolved against it (`Answer.standalone`), retrieval favours the
+        articles the last answer cited, and a reference that points at nothing gets a request to name it."""
+        s = self.settings
+        if conversation is None:
+            return self._answer(question, k, doc_ids, since, until, mode, id)
+        typed = clean_question(question, s.answer.max_question_chars)
+        turn = plan_turn(typed, conversation, mode or s.answer.mode, s.llm)
+        if turn.unresolved:
+            return clarification(turn, id)
+        found = self._answer(turn.standalone, k, doc_ids, since, until, mode, id, turn.boost_doc_ids)
+        return replace(found, question=typed, standalone=turn.standalone, notices=turn.notices + found.notices,
+                       timings={"resolve_ms": turn.resolve_ms, **found.timings})
+
+    def _answer(self, question: str, k: int | None, doc_ids: Sequence[str] | None, since: str | None,
+                until: str | None, mode: str | None, id: str | None, boost: Sequence[str] = ()) -> Answer:
+        """Retrieve (favouring the `boost` articles) and answer; the speaker's statements lead for "What did X
+        say about Y?", looked for in the articles that quote X."""
         s = self.settings
 
         def run() -> Answer:
             wider = s.answer.read_passages if self.reader is not None else 0
-            # "What did X say about Y?": retrieval looks in the articles that quote X, X's statements lead
             plan = speaker_plan(self.generation, question if isinstance(question, str) else "",
                                 list(doc_ids) if doc_ids else None, since, until)
-            retrieved = self._retrieve(question, k, plan.doc_ids if plan else doc_ids, since, until, s, wider)
+            retrieved = self._retrieve(question, k, plan.doc_ids if plan else doc_ids, since, until, s, wider,
+                                       boost)
             return answer(retrieved, s.answer, s.llm, self.reader,
                           lambda text: self.embedder.encode_queries([text])[0], mode, id, plan)
 

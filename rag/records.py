@@ -122,6 +122,9 @@ class Answer:
     # With the reader, when it abstains: the sentences it judged closest to answering, as exact spans for the
     # user to check. Not citations: none was trusted enough to quote as the answer.
     closest: tuple[Citation, ...] = ()
+    # In a conversation: the standalone question this turn was answered as (equal to `question` when it
+    # stands alone); None when asked with no conversation.
+    standalone: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {}
@@ -129,6 +132,7 @@ class Answer:
             data["id"] = self.id
         data.update(
             question=self.question,
+            **({} if self.standalone is None else {"standalone": self.standalone}),
             answer=self.text,
             abstained=self.abstained,
             evidence=None if self.evidence is None else round(self.evidence, 4),

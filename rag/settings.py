@@ -90,6 +90,8 @@ class RetrievalSettings:
     dense_weight: float = _f(0.5, "Weight of the dense score in score fusion (lexical gets the rest).")
     rrf_k: int = _f(60, "The k constant of reciprocal rank fusion.")
     max_k: int = _f(100, "Largest k a query may ask for; larger values are clipped.")
+    boost: float = _f(0.15, "Follow-up questions: share of the top fused score added to passages of the articles "
+                      "the last answer cited (a boost, never a filter; 0 turns it off).")
 
 
 @dataclass(frozen=True)
@@ -178,6 +180,7 @@ _RANGES: dict[tuple[str, str], tuple[float | None, float | None]] = {
     ("retrieval", "dense_weight"): (0.0, 1.0),
     ("retrieval", "rrf_k"): (0, None),
     ("retrieval", "max_k"): (1, 100_000),
+    ("retrieval", "boost"): (0.0, 10.0),
     ("answer", "max_sentences"): (1, 50),
     ("answer", "reader_threshold"): (0.0, 1.0),
     ("answer", "read_passages"): (1, 1000),

@@ -171,6 +171,43 @@ def test_browser_shows_cited_answer_highlighted_source_and_downloads_export(
     page.close()
 
 
+def test_browser_follow_up_shows_the_resolved_question_edit_save_and_reopen(
+        served: tuple[str, rag.Settings], browser, tmp_path: Path) -> None:  # noqa: ANN001
+    from playwright.sync_api import expect
+
+    url, _settings = served
+    page = browser.new_page(viewport={"width": 1280, "height": 1500}, accept_downloads=True)
+    _ask(page, url, "Who is leading Russia's delegation at the trilateral talks in Abu Dhabi?")
+    expect(page.locator(".rag-answer").first).to_contain_text("Kostyukov")
+    box = page.get_by_test_id("stChatInputTextArea")
+    box.fill("What's his regular job?")
+    box.press("Enter")
+    expect(page.locator(".rag-answer")).to_have_count(2, timeout=WAIT_MS)
+    expect(page.get_by_text(re.compile(r"^Answering: What.s Igor Kostyukov.s regular job"))).to_be_visible()
+    # edit the question as answered and ask again
+    page.get_by_text("Edit the question as answered").click()
+    edit = page.get_by_label("Question as answered")
+    edit.fill("What is Igor Kostyukov's regular job?")
+    edit.press("Enter")
+    page.get_by_role("button", name="Ask again").click()
+    expect(page.get_by_text("Answering: What is Igor Kostyukov's regular job?")).to_be_visible(timeout=WAIT_MS)
+    # save the conversation, then reopen it in a fresh page
+    with page.expect_download(timeout=30_000) as info:
+        page.get_by_role("button", name="Save the conversation").click()
+    saved = tmp_path / info.value.suggested_filename
+    info.value.save_as(saved)
+    talk = rag.Conversation.from_json(saved.read_text(encoding="utf-8"))
+    assert [t.standalone for t in talk.turns][1] == "What is Igor Kostyukov's regular job?"
+    page.close()
+    page = browser.new_page(viewport={"width": 1280, "height": 1500})
+    page.goto(url)
+    page.get_by_test_id("stChatInputTextArea").wait_for(timeout=WAIT_MS)
+    page.locator("input[type=file]").set_input_files(str(saved))
+    expect(page.locator(".rag-answer")).to_have_count(2, timeout=WAIT_MS)
+    expect(page.get_by_text("Answering: What is Igor Kostyukov's regular job?")).to_be_visible()
+    page.close()
+
+
 def test_browser_shows_hostile_corpus_as_text(served: tuple[str, rag.Settings], browser) -> None:  # noqa: ANN001
     from playwright.sync_api import expect
 

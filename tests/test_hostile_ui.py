@@ -43,7 +43,7 @@ def test_an_unexpected_error_in_a_turn_is_one_message_and_the_chat_goes_on(
     assert record.exc_info and record.exc_info[0] is ZeroDivisionError
     ask(at, AVIATION)  # the next question is answered, the failed one stays in the history
     assert not at.exception and texts(at.main.error) == [UNEXPECTED]
-    answer = at.session_state["turns"][-1]["answer"]
+    answer = at.session_state["conversation"].turns[-1].answer
     assert answer is not None and answer.citations
 
 

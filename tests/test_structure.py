@@ -14,7 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "rag"
 # Each stage may import the ones listed after it (and the shared vocabulary), never one listed before it.
-LAYERS = ["rag.cli", "rag.evaluation", "rag.training", "rag.export", "rag.engine", "rag.answer", "rag.index",
+LAYERS = ["rag.cli", "rag.chat", "rag.evaluation", "rag.training", "rag.export", "rag.engine", "rag.answer", "rag.index",
           "rag.ingest"]
 SHARED = ("rag.common", "rag.errors", "rag.records", "rag.settings", "rag.version")
 

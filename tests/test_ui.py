@@ -99,7 +99,7 @@ def one_body(at: AppTest, marker: str) -> str:
 
 
 def last_answer(at: AppTest) -> rag.Answer:
-    answer = at.session_state["turns"][-1]["answer"]
+    answer = at.session_state["conversation"].turns[-1].answer
     assert isinstance(answer, rag.Answer)
     return answer
 
@@ -339,10 +339,10 @@ def test_history_is_kept_and_cleared(monkeypatch: pytest.MonkeyPatch, bundled_in
     ask(at, AVIATION)
     ask(at, "Who took part in the aviation show?")
     assert [m.name for m in at.chat_message] == ["user", "assistant"] * 2
-    assert [t["n"] for t in at.session_state["turns"]] == [1, 2]
+    assert [a.id for a in at.session_state["conversation"].answers] == ["answer-1", "answer-2"]
     assert len([b for b in bodies(at) if 'class="rag-answer' in b]) == 2
     click(at, "clear")
-    assert not at.chat_message and at.session_state["turns"] == []
+    assert not at.chat_message and len(at.session_state["conversation"]) == 0
     assert at.button(key="clear").disabled
 
 
@@ -362,7 +362,8 @@ def test_abstention_says_so_and_shows_closest_passages(monkeypatch: pytest.Monke
         how = (f"best sentence answer confidence {answer.readings[hit.chunk.chunk_id]:.0%}"
                if hit.chunk.chunk_id in answer.readings else f"retrieval rank {hit.rank}")
         assert f'{hit.source}, chars {hit.chunk.start}–{hit.chunk.end} · {how}</div>' in closest
-    assert [b.key for b in at.download_button] == ["dl-1-markdown", "dl-1-json", "dl-all-markdown", "dl-all-json"]
+    assert [b.key for b in at.download_button] == ["dl-1-markdown", "dl-1-json", "dl-all-markdown", "dl-all-json",
+                                                   "save"]
 
 
 @pytest.mark.slow
@@ -400,7 +401,8 @@ def test_too_long_question_and_bad_date_are_refused_with_a_message(monkeypatch: 
     assert one_body(at, 'class="rag-question"').endswith("… (2,800 characters)</div>")
     at.text_input(key="since").set_value("2024-13-45")
     ask(at, AVIATION)
-    assert [(t["question"], t["answer"]) for t in at.session_state["turns"]] == [(question, None), (AVIATION, None)]
+    assert len(at.session_state["conversation"]) == 0  # refused questions stay out of the conversation
+    assert [q for _, q, _ in at.session_state["refused"]] == [question, AVIATION]
     assert texts(at.error) == [str(too_long.value), str(bad_date.value)]
     assert not at.download_button
 
@@ -504,7 +506,7 @@ def test_exports_per_answer_and_for_the_conversation(monkeypatch: pytest.MonkeyP
     assert not at.download_button
     ask(at, AVIATION)
     ask(at, BOILING)
-    first, second = (t["answer"] for t in at.session_state["turns"])
+    first, second = at.session_state["conversation"].answers
     assert not first.abstained and second.abstained
     assert [b.label for b in at.download_button if b.key.startswith("dl-1-")] == \
         ["Markdown", "JSON", "BibTeX", "RIS", "CSL-JSON"]
@@ -607,7 +609,7 @@ def test_rebuild_swaps_in_new_articles_without_losing_the_chat(monkeypatch: pyte
     assert "The corpus is unchanged since the build." in texts(at.sidebar.caption)
     assert "Tramline to Ostervik airport opens after four years of work" in at.multiselect(key="doc_filter").options
     ask(at, TRAM)
-    assert [t["question"] for t in at.session_state["turns"]] == [AVIATION, TRAM]
+    assert [t.question for t in at.session_state["conversation"].turns] == [AVIATION, TRAM]
     assert last_answer(at).citations[0].doc_id == "ostervik-tram"
 
 

@@ -9,6 +9,7 @@ Markdown. An error that is not the library's own is one message in the page; its
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import re
@@ -124,7 +125,10 @@ def build_panel(label: str, primary: bool = True, disabled: bool = False, help: 
 
 
 def clear_conversation() -> None:
-    st.session_state.turns = []
+    st.session_state.conversation = rag.Conversation()
+    st.session_state.refused = []
+    st.session_state.notes = {}
+    st.session_state.coverage = {}
 
 
 def export_text(answers: list[rag.Answer], fmt: str, style: str | None = None) -> str | None:
@@ -161,36 +165,97 @@ def download_row(answers: list[rag.Answer], stem: str, key: str) -> None:
             st.error(md(str(exc)))
 
 
-def ask(question: str) -> dict[str, Any]:
-    """One turn of the conversation: the question, its answer or the error that refused it."""
-    n = 1 + sum(1 for t in st.session_state.turns if t["answer"] is not None)
-    turn: dict[str, Any] = {"question": question, "answer": None, "error": None, "n": n, "filters": filters}
+# --- the conversation: a rag.Conversation in the session, turns asked in its context -----------------------------
+
+def ask(question: str) -> None:
+    """Answer `question` in the conversation so far and add the turn; a refused question is kept apart (with the
+    number of turns before it), outside the conversation, so that follow-ups never refer to it."""
+    conv: rag.Conversation = st.session_state.conversation
+    n = len(conv) + 1
     try:
-        turn["answer"] = engine.ask(question, k, doc_ids or None, since.strip() or None, until.strip() or None,
-                                    mode, id=f"answer-{n}")
-        # coverage over time: the publication dates of the articles the question matches (a wider search)
-        turn["coverage"] = rag.coverage(engine.search(question, 50, doc_ids or None, since.strip() or None,
-                                                      until.strip() or None))
+        answer = engine.ask(question, k, doc_ids or None, since.strip() or None, until.strip() or None, mode,
+                            id=f"answer-{n}", conversation=conv)
     except rag.RagError as exc:
-        turn["error"] = str(exc)
+        st.session_state.refused.append((len(conv), question, str(exc)))
     except Exception as exc:  # noqa: BLE001 - one message in the page, the traceback in the log
-        turn["error"] = unexpected(exc, "answering this question")
-    return turn
+        st.session_state.refused.append((len(conv), question, unexpected(exc, "answering this question")))
+    else:
+        st.session_state.conversation = conv.then(answer)
+        st.session_state.notes[answer.id] = filters
+        st.session_state.coverage[answer.id] = coverage_of(answer.standalone or question)
 
 
-def show_answer(turn: dict[str, Any]) -> None:
-    if turn["error"]:
-        st.error(md(turn["error"]))
+def coverage_of(question: str) -> list[tuple[str, int]]:
+    """Coverage over time: the publication dates of the articles the question matches (a wider search)."""
+    try:
+        return rag.coverage(engine.search(question, 50, doc_ids or None, since.strip() or None,
+                                          until.strip() or None))
+    except rag.RagError:
+        return []
+
+
+def ask_again(n: int) -> None:
+    """The last turn asked again as the standalone question the user edited (taken as it is, not resolved)."""
+    conv: rag.Conversation = st.session_state.conversation
+    edited = " ".join(str(st.session_state.get(f"edit-{n}", "")).split())
+    if len(conv) != n or not edited:
+        return
+    typed = conv.turns[-1].question
+    try:
+        answer = engine.ask(edited, k, doc_ids or None, since.strip() or None, until.strip() or None, mode,
+                            id=f"answer-{n}")
+    except rag.RagError as exc:
+        st.session_state.edit_error = str(exc)
+        return
+    except Exception as exc:  # noqa: BLE001
+        st.session_state.edit_error = unexpected(exc, "answering the edited question")
+        return
+    st.session_state.edit_error = None
+    answer = dataclasses.replace(answer, question=typed, standalone=edited)
+    st.session_state.conversation = rag.Conversation(conv.turns[:-1] + (rag.Turn(typed, edited, answer),))
+    st.session_state.notes[answer.id] = filters
+
+
+def reopen_conversation() -> None:
+    """The conversation of the uploaded file (saved by this app or rag chat) replaces the current one."""
+    upload = st.session_state.get("reopen")
+    if upload is None:
         return
     try:
-        show_answer_body(turn)
+        opened = rag.Conversation.from_json(upload.getvalue().decode("utf-8"))
+    except UnicodeDecodeError:
+        st.session_state.reopen_error = "The file is not UTF-8 text. Open a conversation saved by this app."
+    except rag.RagError as exc:
+        st.session_state.reopen_error = str(exc)
+    else:
+        clear_conversation()
+        st.session_state.conversation = opened
+        st.session_state.reopen_error = None
+
+
+def show_answer(n: int, turn: rag.Turn, last: bool) -> None:
+    try:
+        show_answer_body(n, turn, last)
     except Exception as exc:  # noqa: BLE001 - a turn that cannot be drawn must not break the whole chat
         st.error(md(unexpected(exc, "showing this answer")))
 
 
-def show_answer_body(turn: dict[str, Any]) -> None:
-    answer: rag.Answer = turn["answer"]
-    n = turn["n"]
+def show_resolution(n: int, turn: rag.Turn, last: bool) -> None:
+    """'Answering: <standalone>' above a follow-up's answer; the last one can be edited and asked again."""
+    st.caption(md(f"Answering: {turn.standalone}"))
+    if not last:
+        return
+    with st.expander("Edit the question as answered"):
+        st.text_input("Question as answered", value=turn.standalone, key=f"edit-{n}")
+        st.button("Ask again", key=f"again-{n}", on_click=ask_again, args=(n,))
+        if st.session_state.get("edit_error"):
+            st.error(md(st.session_state.edit_error))
+
+
+def show_answer_body(n: int, turn: rag.Turn, last: bool) -> None:
+    answer = turn.answer
+    if turn.standalone != turn.question:
+        show_resolution(n, turn, last)
     st.html(answer_html(n, answer))
     for notice in answer.notices:
         st.warning(md(notice), icon=":material/info:")
@@ -198,32 +263,55 @@ def show_answer_body(turn: dict[str, Any]) -> None:
     if (answer.citations or answer.closest) and len(answer.passages) > 0:
         with st.expander(f"All {len(answer.passages)} retrieved passages"):
             st.html("".join(passage_card_html(h, answer.readings.get(h.chunk.chunk_id)) for h in answer.passages))
-    how = "language model" if answer.mode == "llm" else "extractive"
+    how = {"llm": "language model", "clarify": "needs a name"}.get(answer.mode, "extractive")
     took = answer.timings.get("total_ms")
     details = [f"Answer {n}", how]
     if answer.confidence is not None:
         details.append(f"reader confidence {answer.confidence:.0%}"
                        + (" (under the threshold: no answer)" if answer.abstained else ""))
-    details += [plural(len(answer.passages), "passage")] + turn["filters"]
+    details += [plural(len(answer.passages), "passage")] + st.session_state.notes.get(answer.id, [])
     if took is not None:
         details.append(f"{took:,.0f} ms")
     st.caption(md(" · ".join(details)))
-    if turn.get("coverage"):  # not shown when no matching article is dated
+    dated = st.session_state.coverage.get(answer.id)
+    if dated:  # not shown when no matching article is dated
         st.caption("Matching articles by publication date")
-        periods, counts = zip(*turn["coverage"])
+        periods, counts = zip(*dated)
         st.bar_chart({"period": periods, "articles": counts}, x="period", y="articles", height=160)
     download_row([answer], f"answer-{n}", f"dl-{n}")
 
 
-def show_turn(turn: dict[str, Any]) -> None:
+def show_turn(n: int, turn: rag.Turn, last: bool) -> None:
     with st.chat_message("user"):
-        st.html(question_html(turn["question"]))
+        st.html(question_html(turn.question))
     with st.chat_message("assistant"):
-        show_answer(turn)
+        show_answer(n, turn, last)
+
+
+def show_refused(question: str, error: str) -> None:
+    with st.chat_message("user"):
+        st.html(question_html(question))
+    with st.chat_message("assistant"):
+        st.error(md(error))
+
+
+def show_conversation() -> None:
+    """The turns and the refused questions, in the order they were asked."""
+    turns = st.session_state.conversation.turns
+    refused = st.session_state.refused
+    for i in range(len(turns) + 1):
+        for before, question, error in refused:
+            if before == i:
+                show_refused(question, error)
+        if i < len(turns):
+            show_turn(i + 1, turns[i], i + 1 == len(turns))
 
 
 # --- settings and index -------------------------------------------------------------------------------------
-st.session_state.setdefault("turns", [])
+st.session_state.setdefault("conversation", rag.Conversation())
+st.session_state.setdefault("refused", [])
+st.session_state.setdefault("notes", {})  # answer id -> the filters it was asked with
+st.session_state.setdefault("coverage", {})  # answer id -> matching articles per publication period
 st.html(STYLE)
 st.title("News archive assistant")
 st.caption("Every answer quotes the archive word for word; each marker links to its source card.")
@@ -341,25 +429,25 @@ if view == "Who said what":
 
 # --- the chat ------------------------------------------------------------------------------------------------
 question = st.chat_input("Ask a question about the archive")  # pinned to the bottom of the page
-if not st.session_state.turns and not question:
-    st.info("Ask a question about the archive below. Answers quote it word for word, with their sources; "
-            "when the archive has no answer, the assistant says so and shows the closest passages.")
-for past in st.session_state.turns:
-    show_turn(past)
-
 if question:
-    with st.chat_message("user"):
-        st.html(question_html(question))
-    with st.chat_message("assistant"):
-        with st.spinner("Searching the archive…"):
-            turn = ask(question)
-        st.session_state.turns.append(turn)
-        show_answer(turn)
+    with st.spinner("Searching the archive…"):
+        ask(question)
+conv: rag.Conversation = st.session_state.conversation
+if not conv.turns and not st.session_state.refused:
+    st.info("Ask a question about the archive below. Follow-up questions may refer to earlier ones (“he”, “that "
+            "poll”, “And the UK?”). Answers quote the archive word for word, with their sources; when the "
+            "archive has no answer, the assistant says so and shows the closest passages.")
+show_conversation()
 
-answers = [t["answer"] for t in st.session_state.turns if t["answer"] is not None]
 with conversation:
     st.header("Conversation")
-    st.button("Clear conversation", key="clear", on_click=clear_conversation, disabled=not st.session_state.turns)
-    if answers:
-        st.caption(f"Export the conversation ({plural(len(answers), 'answer')}):")
-        download_row(answers, "conversation", "dl-all")
+    st.button("Clear conversation", key="clear", on_click=clear_conversation,
+              disabled=not (conv.turns or st.session_state.refused))
+    if conv.turns:
+        st.caption(f"Export the conversation ({plural(len(conv), 'answer')}):")
+        download_row(conv.answers, "conversation", "dl-all")
+        st.download_button("Save the conversation", conv.to_json(), file_name="conversation.json",
+                           mime="application/json", key="save", on_click="ignore", icon=":material/save:")
+    st.file_uploader("Reopen a saved conversation", type=["json"], key="reopen", on_change=reopen_conversation)
+    if st.session_state.get("reopen_error"):
+        st.error(md(st.session_state.reopen_error))

@@ -68,9 +68,33 @@ def near_duplicate(a_span: tuple[str, int, int], b_span: tuple[str, int, int], a
     return _overlapping(a_span, b_span) or _covered(a_sh, b_sh)
 
 
+def _boosted(gen: Snapshot, query: str, query_vector: np.ndarray, settings: RetrievalSettings,
+             allowed: np.ndarray | None, boost: np.ndarray, n: int, dense: dict[int, float],
+             lexical: dict[int, float]) -> tuple[dict[int, float], dict[int, float], list[Fused]]:
+    """Fusion with the boosted rows' own best candidates added to both lists (same query, same score scales)
+    and a bonus of `settings.boost` times the top fused score for every boosted row."""
+    rows = boost if allowed is None else np.intersect1d(boost, allowed)
+    if len(rows):
+        m = min(n, len(rows))
+        scores, ids = gen.dense(query_vector, m, rows)
+        dense = dense | {int(i): float(s) for s, i in zip(scores, ids)}
+        lscores, lids = gen.lexical(query, m, rows)
+        lexical = lexical | {int(i): float(s) for s, i in zip(lscores, lids)}
+    fused = fuse(dense, lexical, settings.fusion, settings.dense_weight, settings.rrf_k)
+    if not fused:
+        return dense, lexical, fused
+    favoured = set(int(r) for r in rows)
+    bonus = settings.boost * fused[0].score
+    fused = [Fused(f.row, f.score + bonus, f.dense, f.lexical) if f.row in favoured else f for f in fused]
+    fused.sort(key=lambda f: (-f.score, f.row))
+    return dense, lexical, fused
+
+
 def retrieve(gen: Snapshot, query: str, query_vector: np.ndarray, settings: RetrievalSettings,
-             allowed: np.ndarray | None = None, k: int | None = None) -> list[Hit]:
-    """The best `k` passages for a query (`settings.k` unless given), fused and de-duplicated."""
+             allowed: np.ndarray | None = None, k: int | None = None, boost: np.ndarray | None = None) -> list[Hit]:
+    """The best `k` passages for a query (`settings.k` unless given), fused and de-duplicated. `boost`: chunk
+    rows to favour (a follow-up's last cited articles): their best candidates join the pool and gain
+    `settings.boost` of the top fused score; a boost, never a filter."""
     k = settings.k if k is None else k
     if allowed is not None and len(allowed) == 0:
         return []
@@ -81,7 +105,10 @@ def retrieve(gen: Snapshot, query: str, query_vector: np.ndarray, settings: Retr
     dense = {int(i): float(s) for s, i in zip(scores, ids)}
     lscores, lids = gen.lexical(query, n, allowed)
     lexical = {int(i): float(s) for s, i in zip(lscores, lids)}
-    fused = fuse(dense, lexical, settings.fusion, settings.dense_weight, settings.rrf_k)
+    if boost is not None and len(boost) and settings.boost > 0:
+        dense, lexical, fused = _boosted(gen, query, query_vector, settings, allowed, boost, n, dense, lexical)
+    else:
+        fused = fuse(dense, lexical, settings.fusion, settings.dense_weight, settings.rrf_k)
     fetched = gen.chunks([c.row for c in fused[: max(k * 4, 20)]])
     kept_rows: list[tuple[Fused, Chunk, int]] = []
     kept: list[tuple[str, int, int]] = []

@@ -202,6 +202,8 @@ def _md_source(title: str, source: str, start: int, end: int, metadata: Mapping[
 
 def _markdown_answer(answer: Answer, heading: str) -> str:
     out = [f"## {heading}{_md(answer.question)}", ""]
+    if answer.standalone and answer.standalone != answer.question:  # a follow-up, as it was answered
+        out += [f"*Answering: {_md(answer.standalone)}*", ""]
     if answer.abstained:
         out += ["*Abstained: the archive did not support an answer, so nothing is cited.*", ""]
     out += ["\n".join(_md_lines(answer.text)), ""]
