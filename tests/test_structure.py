@@ -14,7 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "rag"
 # Each stage may import the ones listed after it (and the shared vocabulary), never one listed before it.
-LAYERS = ["rag.cli", "rag.chat", "rag.evaluation", "rag.training", "rag.export", "rag.engine", "rag.answer", "rag.index",
+LAYERS = ["rag.cli", "rag.evaluation", "rag.training", "rag.export", "rag.engine", "rag.answer", "rag.index",
           "rag.ingest"]
 SHARED = ("rag.common", "rag.errors", "rag.records", "rag.settings", "rag.version")
 
@@ -99,8 +99,9 @@ def test_no_import_cycle() -> None:
 
 
 def test_only_the_command_line_imports_the_package_root() -> None:
-    """The root is the public API over everything; a module inside it that imports it reaches upwards."""
-    offenders = sorted(n for n, deps in GRAPH.items() if "rag" in deps and n != "rag.cli")
+    """The root is the public API over everything; a module inside it that imports it reaches upwards. The
+    command line (rag.cli) is the front door over that API, as the app is."""
+    offenders = sorted(n for n, deps in GRAPH.items() if "rag" in deps and layer(n) != 0)
     assert offenders == []
 
 

@@ -4,13 +4,29 @@ history) and the dialogue lines of `rag ask --batch` (each turn answered in the 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, List, Mapping, Optional
 
-from .answer.conversation import Conversation
-from .engine import Engine
-from .errors import BadQuestion, ExportError, RagError
-from .export import write_export
-from .records import Answer
+import typer
+
+from ..answer.conversation import Conversation
+from ..engine import Engine
+from ..errors import BadQuestion, ExportError, RagError
+from ..export import write_export
+from ..records import Answer
+from .base import (
+    CorpusOpt,
+    DocOpt,
+    IndexOpt,
+    KOpt,
+    SinceOpt,
+    UntilOpt,
+    _echo,
+    _errors,
+    _filters,
+    _open_engine,
+    _print_answer,
+    app,
+)
 
 HELP = ("Type a question; follow-ups may say “he”, “that poll” or “And the UK?”. Commands: /export FILE "
         "(format by extension: .md .json .bib .ris .csl.json), /save FILE, /new, /quit.")
@@ -145,3 +161,19 @@ class ChatSession:
                 continue
             if not self.handle(line):
                 return
+
+
+@app.command("chat")
+def chat_cmd(resume: Optional[Path] = typer.Option(None, "--resume", help="Go on with a conversation saved by "
+                                                   "/save or by the app."),
+             k: Optional[int] = KOpt, index: Optional[Path] = IndexOpt, corpus: Optional[Path] = CorpusOpt,
+             doc: Optional[List[str]] = DocOpt, since: Optional[str] = SinceOpt, until: Optional[str] = UntilOpt,
+             llm: bool = typer.Option(False, "--llm", help="Answer (and rewrite follow-ups) with the configured "
+                                      "language model.")) -> None:
+    """A conversation in the terminal: follow-up questions are resolved against the earlier turns."""
+    with _errors():
+        conversation = load_conversation(resume) if resume is not None else None
+        engine = _open_engine(corpus, index)
+        session = ChatSession(engine, lambda a: (_print_answer(a), _echo()), _echo, conversation, k=k,
+                              mode="llm" if llm else None, **_filters(doc, since, until))
+        session.run()
