@@ -259,4 +259,5 @@ def test_front_door_eval_without_arguments(tmp_path: Path) -> None:
     proc = subprocess.run([*command, "eval"], capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert proc.returncode == 1 and proc.stdout == ""
     assert proc.stderr.strip().splitlines() == [
-        "error: Give a question file (rag eval QA.jsonl), --squad FILE.json or --beir DIR."]
+        "error: Give a question file (rag eval QA.jsonl), --dialogues FILE.jsonl, --attributions LABELS.jsonl, "
+        "--squad FILE.json or --beir DIR."]

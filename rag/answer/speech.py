@@ -94,14 +94,13 @@ def speaker_first(candidates: Sequence[Candidate], plan: SpeakerPlan) -> list[Ca
 
 
 def by_speaker(candidates: Sequence[Candidate], plan: SpeakerPlan) -> Candidate | None:
-    """The first of `candidates` that is one of the speaker's statements and on the topic asked about: it shares
-    a word with the topic, or the reader gives it at least WHO_FLOOR (a statement on something else is not
-    what they said about it, and is not quoted as if it were)."""
+    """The first of `candidates` that is one of the speaker's statements and on the topic asked about (it shares
+    a word with the topic): a statement on something else is not what they said about it, and is not quoted as
+    if it were (the reader alone decides then, as for any question)."""
     topic = set(content_terms(plan.topic)) if plan.topic else set()
     for c in candidates:
-        if any(_overlaps(c, s) for s in plan.statements):
-            if not topic or topic & set(content_terms(c.quote)) or (c.confidence or 0.0) >= WHO_FLOOR:
-                return c
+        if any(_overlaps(c, s) for s in plan.statements) and (not topic or topic & set(content_terms(c.quote))):
+            return c
     return None
 
 

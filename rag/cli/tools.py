@@ -74,8 +74,8 @@ def eval_cmd(qa: Optional[Path] = typer.Argument(None, help="Questions with evid
         elif qa is not None:
             report = evaluation.evaluate_qa(qa, settings, k=k)
         else:
-            raise rag.BadQuestion("Give a question file (rag eval QA.jsonl), --dialogues FILE.jsonl, --squad "
-                                  "FILE.json or --beir DIR.")
+            raise rag.BadQuestion("Give a question file (rag eval QA.jsonl), --dialogues FILE.jsonl, --attributions "
+                                  "LABELS.jsonl, --squad FILE.json or --beir DIR.")
         if as_json:
             _print_json(report)
         else:
