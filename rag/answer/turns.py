@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 from ..errors import LLMUnavailable
 from ..records import Answer
 from ..settings import LLMSettings
-from .conversation import Conversation
+from .conversation import Conversation, Resolution
 from .resolution import added_words, resolve
 
 CLARIFY_MODE = "clarify"  # the mode of an answer that asks the user to name who or what is meant
@@ -26,19 +26,13 @@ question that can be understood without the conversation. Rules:
 
 
 @dataclass(frozen=True)
-class TurnPlan:
-    """How a typed question is answered in its conversation: `standalone` is retrieved and read with,
-    `boost_doc_ids` are favoured by retrieval, `unresolved` (when set) is said instead of answering."""
+class TurnPlan(Resolution):
+    """How a typed question is answered in its conversation: its `Resolution` (`standalone` is retrieved and read
+    with, `boost_doc_ids` are favoured by retrieval, `unresolved`, when set, is said instead of answering), the
+    notices of the optional language-model rewrite, and the time the rule-based resolution took."""
 
-    question: str
-    standalone: str
-    depends: bool = False
-    kind: str | None = None
-    unresolved: str | None = None
-    boost_doc_ids: tuple[str, ...] = ()
     notices: tuple[str, ...] = ()
-    resolve_ms: float = 0.0  # the rule-based resolution's time
-
+    resolve_ms: float = 0.0
 
 
 def context(conversation: Conversation) -> Conversation:
@@ -74,34 +68,27 @@ def plan_turn(question: str, conversation: Conversation | None, mode: str | None
     began = time.perf_counter()
     ctx = context(conversation or Conversation())
     r = resolve(question, ctx)
-    plan = TurnPlan(question, r.standalone, r.depends, r.kind, r.unresolved, r.boost_doc_ids,
-                    resolve_ms=(time.perf_counter() - began) * 1000)
+    plan = TurnPlan(**{f.name: getattr(r, f.name) for f in fields(r)}, resolve_ms=(time.perf_counter() - began) * 1000)
     if r.unresolved or not ctx.turns or mode != "llm" or llm is None:
         return plan
     try:
         proposed = llm_rewrite(question, ctx, llm)
     except LLMUnavailable as exc:
-        return _with(plan, notices=(f"The follow-up was not rewritten by the language model ({exc}); "
+        return replace(plan, notices=(f"The follow-up was not rewritten by the language model ({exc}); "
                                     "the rule-based form is used.",))
     if not proposed or len(proposed) > _MAX_REWRITE:
-        return _with(plan, notices=("The language model gave no usable standalone question; the rule-based "
+        return replace(plan, notices=("The language model gave no usable standalone question; the rule-based "
                                     "form is used.",))
     invented = added_words(proposed, question, ctx)
     if invented:
         words = {w.casefold() for w in invented}
         typed = [w for w in dict.fromkeys(re.findall(r"\w[\w’'-]*", proposed)) if w.casefold() in words]
         shown = ", ".join((typed or invented)[:5])
-        return _with(plan, notices=(f"The language model's rewrite “{proposed}” adds words found nowhere in the "
+        return replace(plan, notices=(f"The language model's rewrite “{proposed}” adds words found nowhere in the "
                                     f"conversation ({shown}); the rule-based form is used.",))
     depends = plan.depends or proposed != question
     boost = plan.boost_doc_ids or tuple(dict.fromkeys(c.doc_id for c in ctx.turns[-1].answer.citations))
-    return _with(plan, standalone=proposed, depends=depends, boost_doc_ids=boost if depends else ())
-
-
-def _with(plan: TurnPlan, **changes: object) -> TurnPlan:
-    from dataclasses import replace
-
-    return replace(plan, **changes)  # type: ignore[arg-type]
+    return replace(plan, standalone=proposed, depends=depends, boost_doc_ids=boost if depends else ())
 
 
 def clarification(plan: TurnPlan, id: str | None = None) -> Answer:
