@@ -13,6 +13,7 @@ import typer
 
 import rag
 from rag.controls import json_safe, visible
+from rag.secrets import mask_secrets
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Cited question answering over a news archive.")
@@ -35,11 +36,11 @@ def _echo(text: str = "", err: bool = False) -> None:
 
 
 def _err(message: str) -> None:
-    _echo(f"error: {message}", err=True)
+    _echo(f"error: {mask_secrets(message)}", err=True)
 
 
 def _warn(message: str) -> None:
-    _echo(f"warning: {message}", err=True)
+    _echo(f"warning: {mask_secrets(message)}", err=True)
 
 
 @contextmanager
@@ -165,6 +166,9 @@ def index_info(index: Optional[Path] = IndexOpt, corpus: Optional[Path] = Corpus
         changed = status.corpus_changed
         _echo("Corpus:     " + (f"{len(changed)} files changed since the build; run: rag index build"
                                 if changed else "unchanged since the build"))
+        if info["problem"]:
+            _echo(f"Problem:    {info['problem']}")
+            raise typer.Exit(1)
 
 
 @index_app.command("verify")

@@ -18,6 +18,7 @@ from typing import Any, BinaryIO, Callable, Iterable, Iterator
 from .dates import normalise_date
 from .errors import CorpusEmpty
 from .records import METADATA_KEYS, Document
+from .record_limits import line_of, record_problem
 from .segment import merge_spans, paragraphs, segment_text, slugify
 from .settings import CorpusSettings
 from .sources import (HTML_SUFFIXES, JSONL_SUFFIXES, SIDECAR, SIDECAR_MAX_BYTES, SUPPORTED, TEXT_SUFFIXES,
@@ -244,6 +245,11 @@ class _Reader:
             count = 0
             for article in produced:
                 count += 1
+                problem = record_problem(article.document, article.source_text)
+                if problem:
+                    self.warn(f"{rel}:{line_of(article.source_text, article.document.start)}: article "
+                              f"{article.document.title[:80]!r} {problem}.")
+                    continue
                 yield article
             if count == 0 and suffix in TEXT_SUFFIXES:
                 self.warn(f"{rel}: no article text found (only a header or related links), skipped. "
@@ -360,6 +366,10 @@ class _Reader:
         lead = len(body) - len(body.lstrip())
         span = (lead, len(body.rstrip()))
         document = Document(claimed, title.strip() or claimed, rel, 0, len(body), (span,), metadata)
+        problem = record_problem(document, body)
+        if problem:
+            self.warn(f"{where}: the record {problem}.")
+            return None
         return Article(document, body, position)
 
 

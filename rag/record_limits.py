@@ -1,0 +1,25 @@
+"""What every store can hold, checked once when the corpus is read (the same for both stores): an article whose
+id, title or text holds a NUL character, or whose id is over MAX_ID_CHARS, is skipped with a warning naming its
+file and line, and the rest of the corpus is indexed."""
+
+from __future__ import annotations
+
+from .records import Document
+
+MAX_ID_CHARS = 512  # 2 KB of UTF-8 at most: under PostgreSQL's 2.7 KB limit for an indexed value, with room
+
+
+def record_problem(doc: Document, text: str) -> str | None:
+    """Why the article `doc` (its source text `text`) cannot be stored, with the fix; None when it can."""
+    if "\x00" in doc.doc_id or "\x00" in doc.title or "\x00" in text[doc.start:doc.end]:
+        return ("holds a NUL character (\\u0000), which a database cannot store; skipped. Remove the NUL "
+                "characters from it")
+    if len(doc.doc_id) > MAX_ID_CHARS:
+        return (f"its id is {len(doc.doc_id):,} characters long, over the limit of {MAX_ID_CHARS}; skipped. Give it "
+                "a shorter id")
+    return None
+
+
+def line_of(text: str, offset: int) -> int:
+    """The 1-based line of `offset` in `text`."""
+    return text.count("\n", 0, max(0, offset)) + 1
