@@ -556,6 +556,9 @@ class PostgresStore(Store):
             return conn.execute(_sql(query, g=self.table("generations"), l=self.table("live"),
                                      i=self.table("info")), args).fetchall()
         except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):
+            foreign = foreign_tables(conn, self.namespace)
+            if foreign:
+                raise refuse_foreign(self.where, self.namespace, foreign) from None
             raise IndexMissing(f"No index yet in {self.where}. Build one with: rag index build") from None
         except (psycopg.errors.UndefinedColumn, psycopg.errors.DataError, psycopg.errors.DatatypeMismatch):
             raise refuse_foreign(self.where, self.namespace, foreign_tables(conn, self.namespace) or ["info"]) \
