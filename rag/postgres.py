@@ -1,5 +1,6 @@
 """The PostgreSQL store: generations in a PostgreSQL database with pgvector, served to many processes and
-machines. The only module that imports psycopg.
+machines. With its helpers rag.pg_registry (what it owns), rag.pg_integrity (row digests) and rag.pg_faults
+(messages), the only modules that import psycopg.
 
     <namespace>.info          key/value: the schema format this version reads and writes
     <namespace>.generations   name, schema, state (building, ready, live, retired), manifest (JSON)
