@@ -1,12 +1,12 @@
 """What every store can hold, checked once when the corpus is read (the same for both stores): an article whose
-id, title or text holds a NUL character, or whose id is over MAX_ID_CHARS, is skipped with a warning naming its
+id, title or text holds a NUL character, or whose id is over MAX_ID_BYTES of UTF-8, is skipped with a warning naming its
 file and line, and the rest of the corpus is indexed."""
 
 from __future__ import annotations
 
 from .records import Document
 
-MAX_ID_CHARS = 512  # 2 KB of UTF-8 at most: under PostgreSQL's 2.7 KB limit for an indexed value, with room
+MAX_ID_BYTES = 2600  # under PostgreSQL's 2,704-byte limit for an indexed value, with room for its headers
 
 
 def record_problem(doc: Document, text: str) -> str | None:
@@ -14,9 +14,10 @@ def record_problem(doc: Document, text: str) -> str | None:
     if "\x00" in doc.doc_id or "\x00" in doc.title or "\x00" in text[doc.start:doc.end]:
         return ("holds a NUL character (\\u0000), which a database cannot store; skipped. Remove the NUL "
                 "characters from it")
-    if len(doc.doc_id) > MAX_ID_CHARS:
-        return (f"its id is {len(doc.doc_id):,} characters long, over the limit of {MAX_ID_CHARS}; skipped. Give it "
-                "a shorter id")
+    size = len(doc.doc_id.encode("utf-8", "replace"))
+    if size > MAX_ID_BYTES:
+        return (f"its id is {size:,} bytes long (UTF-8), over the limit of {MAX_ID_BYTES:,}; skipped. Give it a "
+                "shorter id")
     return None
 
 

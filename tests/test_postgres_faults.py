@@ -258,7 +258,7 @@ def test_a_nul_byte_or_an_over_long_id_skips_that_record_in_both_stores(tmp_path
         report = rag.build_index(settings, embedder=FakeEmbedder(), warn=warnings.append)
         assert report.documents == 1 and [d.doc_id for d in rag.indexed_documents(settings)] == ["good"]
         assert any(w.startswith("feed.jsonl:2: ") and "NUL" in w for w in warnings), warnings
-        assert any(w.startswith("feed.jsonl:3: ") and "20,000 characters" in w for w in warnings), warnings
+        assert any(w.startswith("feed.jsonl:3: ") and "20,000 bytes" in w for w in warnings), warnings
 
 
 # ------------------------------------------------------------------------------- 6. faults: one line, cause and fix
