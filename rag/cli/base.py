@@ -15,6 +15,7 @@ import typer
 import rag
 
 from ..common.controls import json_safe, visible
+from ..common.secrets import mask_secrets
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Cited question answering over a news archive.")
@@ -37,11 +38,11 @@ def _echo(text: str = "", err: bool = False) -> None:
 
 
 def _err(message: str) -> None:
-    _echo(f"error: {message}", err=True)
+    _echo(f"error: {mask_secrets(message)}", err=True)
 
 
 def _warn(message: str) -> None:
-    _echo(f"warning: {message}", err=True)
+    _echo(f"warning: {mask_secrets(message)}", err=True)
 
 
 @contextmanager

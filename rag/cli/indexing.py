@@ -100,6 +100,9 @@ def index_info(index: Optional[Path] = IndexOpt, corpus: Optional[Path] = Corpus
         changed = status.corpus_changed
         _echo("Corpus:     " + (f"{len(changed)} files changed since the build; run: rag index build"
                                 if changed else "unchanged since the build"))
+        if info["problem"]:
+            _echo(f"Problem:    {info['problem']}")
+            raise typer.Exit(1)
 
 
 @index_app.command("verify")

@@ -381,7 +381,10 @@ def build_index(settings: Settings, full: bool = False, progress: Progress | Non
             finally:
                 if previous is not None:
                     previous.close()
-            store.clean({name, live_name})
+            try:
+                store.clean({name, live_name})
+            except RagError as exc:  # the new generation is live: a failed clean-up is only a warning
+                _warn(f"The new index is live, but removing old generations failed: {exc}")
             return BuildReport(index=store.location(name), full=previous is None, full_reason=full_reason,
                                seconds=round(time.monotonic() - began, 3), warnings=tuple(warnings), **report)
     finally:

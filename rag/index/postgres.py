@@ -1,5 +1,6 @@
 """The PostgreSQL store: generations in a PostgreSQL database with pgvector, served to many processes and
-machines. The only module that imports psycopg.
+machines. With its helpers postgres_registry (what it owns), postgres_integrity (row digests) and postgres_faults
+(messages), the only modules that import psycopg.
 
     <namespace>.info          key/value: the schema format this version reads and writes
     <namespace>.generations   name, schema, state (building, ready, live, retired), manifest (JSON)
@@ -18,13 +19,11 @@ BM25 uses bm25s's own scores, computed at build time and kept as postings, so bo
 from __future__ import annotations
 
 import hashlib
-import re
 import struct
 import threading
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Callable, Iterator
-from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 import psycopg
@@ -33,6 +32,7 @@ from psycopg.adapt import Dumper, Loader
 from psycopg.pq import Format
 from psycopg.types import TypeInfo
 
+from ..common.secrets import mask_secrets
 from ..common.text import content_terms
 from ..errors import (
     GenerationGone,
@@ -50,27 +50,17 @@ from ..records import Chunk
 from . import postgres_statements
 from .lexical import Lexical, top_k
 from .manifest import REBUILD, Manifest, check_encoder
+from .postgres_faults import connect_problem as _connect_problem
+from .postgres_faults import write_problem
+from .postgres_integrity import (DAMAGED_SQL, ROW_SQL, aggregate, check_sql, chunk_digest, doc_digest,
+                                 sentence_digest, term_digest)
+from .postgres_registry import check_namespace, foreign_tables, live_schema_missing, refuse_foreign, registered, setup
 from .store import Batch, DocRow, Snapshot, Store, Writer, chunk_rows, doc_columns, doc_from_row, document_filter
 
 if TYPE_CHECKING:
     from ..settings import Settings
 
 STORE_FORMAT = "1"
-_NAMESPACE = re.compile(r"[a-z_][a-z0-9_]{0,19}")
-
-
-def safe_url(url: str) -> str:
-    """The connection URL without its password, for messages."""
-    if "://" not in url:  # a key=value connection string: "host=db password=secret"
-        return re.sub(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", r"\1***", url)
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "the configured store.url"
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 # ------------------------------------------------------------------------------------- the vector type
@@ -96,7 +86,7 @@ def _register_vector(conn: psycopg.Connection) -> None:
     info = TypeInfo.fetch(conn, "vector")
     if info is None:
         raise StoreUnavailable(
-            f"The database {safe_url(conn.info.dsn)} has no pgvector extension. Install pgvector on the server "
+            f"The database {mask_secrets(conn.info.dsn)} has no pgvector extension. Install pgvector on the server "
             "(https://github.com/pgvector/pgvector) and run `CREATE EXTENSION vector;` in that database as its "
             "owner, or let `rag index build` create it.")
     info.register(conn)  # COPY ... set_types() finds it by name
@@ -106,24 +96,6 @@ def _register_vector(conn: psycopg.Connection) -> None:
 
 
 # ------------------------------------------------------------------------------------- connections
-
-def _connect_problem(url: str, exc: psycopg.Error) -> StoreUnavailable:
-    text = str(exc).strip()
-    shown = safe_url(url)
-    low = text.lower()
-    if "password authentication failed" in low or "no password supplied" in low:
-        why = ("the server refused the user name or password. Fix the user or password in store.url or "
-               "RAG_STORE_URL (or in ~/.pgpass)")
-    elif "does not exist" in low and "database" in low:
-        why = "that database does not exist. Create it (createdb NAME) or name another one in store.url"
-    elif "connection refused" in low or "no such file" in low or "could not connect" in low or "timeout" in low \
-            or "could not translate host" in low or "network is unreachable" in low:
-        why = ("no PostgreSQL server answers there (it is down, or the host or port is wrong). Start the server "
-               "or fix store.url / RAG_STORE_URL")
-    else:
-        why = f"{text.splitlines()[0] if text else type(exc).__name__}. Check store.url / RAG_STORE_URL"
-    return StoreUnavailable(f"Cannot use the PostgreSQL store at {shown}: {why}.")
-
 
 class _Pool:
     """Idle connections kept for reuse; each thread takes its own while it works."""
@@ -142,8 +114,10 @@ class _Pool:
         if self.register:
             try:
                 _register_vector(conn)
-            except BaseException:
+            except BaseException as exc:
                 conn.close()
+                if isinstance(exc, psycopg.Error):  # a statement_timeout, a server going away
+                    raise _connect_problem(self.url, exc) from None
                 raise
         return conn
 
@@ -151,6 +125,8 @@ class _Pool:
     def connection(self) -> Iterator[psycopg.Connection]:
         with self._lock:
             conn = self._idle.pop() if self._idle else None
+        if conn is not None:
+            conn.__dict__["_rag_reused"] = True
         if conn is None or conn.closed:
             conn = self.open()
         try:
@@ -163,6 +139,19 @@ class _Pool:
         else:
             with self._lock:
                 self._idle.append(conn)
+
+    def run(self, fn: Callable[[psycopg.Connection], Any]) -> Any:
+        """fn(connection); once more on a new connection when a pooled one turns out dead (the server restarted
+        since it was last used: the other idle ones died with it and are dropped too)."""
+        for attempt in range(2):
+            with self.connection() as conn:
+                try:
+                    return fn(conn)
+                except psycopg.OperationalError:
+                    if attempt or not conn.__dict__.get("_rag_reused") or not conn.broken:
+                        raise
+            self.close()
+        raise AssertionError("unreachable")
 
     def close(self) -> None:
         with self._lock:
@@ -194,25 +183,41 @@ class PostgresSnapshot(Snapshot):
 
     @property
     def where(self) -> str:
-        return f"{safe_url(self.store.url)} (schema {self.schema})"
+        return f"{mask_secrets(self.store.url)} (schema {self.schema})"
 
     def _q(self, query: str) -> sql.Composed:
         return sql.SQL(query).format(**self._t)
 
     @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):
+            raise self._gone() from None
+        except psycopg.OperationalError as exc:
+            raise _connect_problem(self.store.url, exc) from None
+
+    def _gone(self) -> RagError:
+        """A newer build removed this generation, or its schema was dropped by hand while it is still live."""
+        try:
+            live = self.store.live_name()
+        except RagError:
+            live = None
+        if live == self.name:
+            return live_schema_missing(self.store.where, self.name, self.schema)
+        return GenerationGone(f"Generation {self.name} was removed by a newer build; reopen the index.")
+
+    @contextmanager
     def _read(self) -> Iterator[psycopg.Connection]:
-        with self._pool.connection() as conn:
-            try:
-                yield conn
-            except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):
-                raise GenerationGone(f"Generation {self.name} was removed by a newer build; reopen the index.") \
-                    from None
-            except psycopg.OperationalError as exc:
-                raise _connect_problem(self.store.url, exc) from None
+        with self._pool.connection() as conn, self._errors():
+            yield conn
+
+    def _call(self, fn: Callable[[psycopg.Connection], Any]) -> Any:
+        with self._errors():
+            return self._pool.run(fn)
 
     def _rows(self, query: str, args: tuple | list = ()) -> list[tuple]:
-        with self._read() as conn:
-            return conn.execute(self._q(query), args, binary=True).fetchall()
+        return self._call(lambda conn: conn.execute(self._q(query), args, binary=True).fetchall())
 
     def check(self) -> None:
         """Counts and row numbering agree with the manifest; IndexCorrupt when not."""
@@ -235,10 +240,16 @@ class PostgresSnapshot(Snapshot):
         return doc_from_row(rows[0]) if rows else None
 
     def documents_named(self, doc_ids: list[str]) -> dict[str, DocRow]:
+        """As Snapshot's; an article whose stored rows no longer match their digests comes back with the hash
+        'damaged', so that a build embeds it again instead of carrying what was changed."""
         if not doc_ids:
             return {}
-        return {doc.document.doc_id: doc for doc in map(doc_from_row, self._rows(
-            "SELECT * FROM {docs} WHERE doc_id = ANY(%s)", (list(dict.fromkeys(doc_ids)),)))}
+        ids = list(dict.fromkeys(doc_ids))
+        found = {doc.document.doc_id: doc for doc in map(doc_from_row, self._rows(
+            "SELECT * FROM {docs} WHERE doc_id = ANY(%s)", (ids,)))}
+        for (doc_id,) in self._rows(DAMAGED_SQL, (ids,)):
+            found[doc_id] = replace(found[doc_id], hash="damaged")
+        return found
 
     def doc_at(self, row: int) -> DocRow:
         return doc_from_row(self._rows("SELECT * FROM {docs} WHERE row = %s", (row,))[0])
@@ -266,9 +277,12 @@ class PostgresSnapshot(Snapshot):
         if not rows:
             return {}
         out = {}
-        for row, chunk_id, doc_row, start, stop, text in self._rows(
-                "SELECT row, chunk_id, doc_row, start, stop, text FROM {chunks} WHERE row = ANY(%s)",
-                ([int(r) for r in rows],)):
+        for row, chunk_id, doc_row, start, stop, text, intact in self._rows(
+                "SELECT row, chunk_id, doc_row, start, stop, text, digest = " + ROW_SQL["chunks"] + " FROM {chunks} "
+                "WHERE row = ANY(%s)", ([int(r) for r in rows],)):
+            if not intact:  # never cite or carry text that differs from what was built
+                raise IndexCorrupt(f"Chunk {chunk_id!r} in {self.where} was changed outside rag (its text, offsets "
+                                   f"or vector no longer match the digest written with it). {REBUILD}")
             out[row] = (Chunk(chunk_id, chunk_id.rsplit("#", 1)[0], start, stop, text), doc_row)
         return out
 
@@ -316,14 +330,16 @@ class PostgresSnapshot(Snapshot):
             args.append([int(r) for r in allowed])
         query += " ORDER BY d LIMIT %s"
         args.append(k)
-        with self._read() as conn:
+
+        def search(conn: psycopg.Connection) -> list[tuple]:
             if self.kind != "flat" and allowed is not None:
                 with conn.transaction():  # exact: an approximate index with a filter would drop rows it keeps
                     conn.execute("SET LOCAL enable_indexscan = off")
-                    rows = conn.execute(self._q(query), args, binary=True).fetchall()
-            else:
-                self._tune(conn, k)
-                rows = conn.execute(self._q(query), args, binary=True).fetchall()
+                    return conn.execute(self._q(query), args, binary=True).fetchall()
+            self._tune(conn, k)
+            return conn.execute(self._q(query), args, binary=True).fetchall()
+
+        rows = self._call(search)
         ids = np.asarray([r for r, _ in rows], dtype=np.int64)
         return np.asarray([-d for _, d in rows], dtype=np.float32), ids
 
@@ -392,9 +408,10 @@ CREATE TABLE {docs} (row integer NOT NULL, doc_id text NOT NULL, title text NOT 
   hash text NOT NULL, chunk_lo integer NOT NULL, chunk_hi integer NOT NULL, sent_lo integer NOT NULL,
   sent_hi integer NOT NULL);
 CREATE TABLE {chunks} (row integer NOT NULL, chunk_id text NOT NULL, doc_row integer NOT NULL,
-  start integer NOT NULL, stop integer NOT NULL, text text NOT NULL, embedding vector({dim}) NOT NULL);
+  start integer NOT NULL, stop integer NOT NULL, text text NOT NULL, embedding vector({dim}) NOT NULL,
+  digest bytea NOT NULL);
 CREATE TABLE {sentences} (row integer NOT NULL, doc_row integer NOT NULL, start integer NOT NULL,
-  stop integer NOT NULL, embedding vector({dim}) NOT NULL);
+  stop integer NOT NULL, embedding vector({dim}) NOT NULL, digest bytea NOT NULL);
 CREATE TABLE {terms} (term text NOT NULL, df integer NOT NULL, rows bytea NOT NULL, scores bytea NOT NULL);
 """
 _INDEXES = """
@@ -422,6 +439,7 @@ class PostgresWriter(Writer):
         self.schema = _schema_of(store.namespace, name)
         self._t = {t: sql.Identifier(self.schema, t) for t in ("docs", "chunks", "sentences", "terms")}
         self.manifest: Manifest | None = None
+        self.digests: dict[str, list[bytes]] = {"docs": [], "chunks": [], "sentences": [], "terms": []}
         with self._writing():
             with conn.transaction():
                 conn.execute(_sql("CREATE SCHEMA {}", sql.Identifier(self.schema)))
@@ -434,15 +452,8 @@ class PostgresWriter(Writer):
     def _writing(self) -> Iterator[None]:
         try:
             yield
-        except psycopg.OperationalError as exc:
-            raise IndexWriteFailed(f"Could not write the new generation {self.name} to {safe_url(self.store.url)} "
-                                   f"({str(exc).strip().splitlines()[0] if str(exc).strip() else exc}). Check the "
-                                   "server and its free disk space, then run: rag index build. The live index is "
-                                   "unchanged.") from None
         except psycopg.Error as exc:
-            raise IndexWriteFailed(f"The database refused the new generation {self.name} "
-                                   f"({type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}). "
-                                   "The live index is unchanged; run: rag index build.") from None
+            raise write_problem(self.name, self.store.url, exc) from None
 
     def add(self, batch: Batch) -> None:
         t = self._t
@@ -450,20 +461,25 @@ class PostgresWriter(Writer):
             with cur.copy(_sql("COPY {docs} FROM STDIN", **t)) as copy:
                 for item in batch.documents:
                     copy.write_row(doc_columns(item.doc))
+                    self.digests["docs"].append(doc_digest(doc_columns(item.doc)))
             with cur.copy(_sql("COPY {chunks} FROM STDIN WITH (FORMAT BINARY)", **t)) as copy:
-                copy.set_types(["int4", "text", "int4", "int4", "int4", "text", "vector"])
+                copy.set_types(["int4", "text", "int4", "int4", "int4", "text", "vector", "bytea"])
                 c = 0
                 for item in batch.documents:
                     for i, ch in enumerate(item.chunks):
-                        copy.write_row((item.doc.chunks[0] + i, ch.chunk_id, item.doc.row, ch.start, ch.end,
-                                        ch.text, batch.chunk_vectors[c]))
+                        row = (item.doc.chunks[0] + i, ch.chunk_id, item.doc.row, ch.start, ch.end, ch.text,
+                               batch.chunk_vectors[c])
+                        self.digests["chunks"].append(chunk_digest(*row))
+                        copy.write_row((*row, self.digests["chunks"][-1]))
                         c += 1
             with cur.copy(_sql("COPY {sentences} FROM STDIN WITH (FORMAT BINARY)", **t)) as copy:
-                copy.set_types(["int4", "int4", "int4", "int4", "vector"])
+                copy.set_types(["int4", "int4", "int4", "int4", "vector", "bytea"])
                 s = 0
                 for item in batch.documents:
                     for i, (a, b) in enumerate(item.sentences):
-                        copy.write_row((item.doc.sentences[0] + i, item.doc.row, a, b, batch.sentence_vectors[s]))
+                        srow = (item.doc.sentences[0] + i, item.doc.row, a, b, batch.sentence_vectors[s])
+                        self.digests["sentences"].append(sentence_digest(*srow))
+                        copy.write_row((*srow, self.digests["sentences"][-1]))
                         s += 1
             postgres_statements.write(cur, self.schema, batch)
 
@@ -475,7 +491,9 @@ class PostgresWriter(Writer):
             with conn.cursor() as cur, cur.copy(_sql("COPY {terms} FROM STDIN WITH (FORMAT BINARY)", **t)) as copy:
                 copy.set_types(["text", "int4", "bytea", "bytea"])
                 for term, rows, scores in bm25.postings():  # little-endian int32 rows and float32 scores
-                    copy.write_row((term, len(rows), rows.astype("<i4").tobytes(), scores.astype("<f4").tobytes()))
+                    posting = (term, len(rows), rows.astype("<i4").tobytes(), scores.astype("<f4").tobytes())
+                    self.digests["terms"].append(term_digest(*posting))
+                    copy.write_row(posting)
             conn.execute(sql.SQL(_INDEXES).format(**t))
             conn.execute("SET LOCAL maintenance_work_mem = '1GB'")
             if st.type == "hnsw":
@@ -488,7 +506,8 @@ class PostgresWriter(Writer):
             for table in ("docs", "chunks", "sentences", "terms"):
                 conn.execute(_sql("ANALYZE {}", t[table]))
             manifest = postgres_statements.finish(conn, self.schema, manifest)
-            manifest = replace(manifest, store={**manifest.store, "schema": self.schema})
+            manifest = replace(manifest, store={**manifest.store, "schema": self.schema, "digests": {
+                table: aggregate(found) for table, found in self.digests.items()}})
             conn.execute(_sql("UPDATE {} SET state = 'ready', manifest = %s WHERE name = %s",
                               self.store.table("generations")), (manifest.to_json(), self.name))
         self.manifest = manifest
@@ -549,9 +568,7 @@ class PostgresStore(Store):
         if not s.url:
             raise SettingsError("store.backend is 'postgres' but no database is named. Set store.url in rag.toml "
                                 "or RAG_STORE_URL, e.g. postgresql://rag@127.0.0.1:5432/news")
-        if not _NAMESPACE.fullmatch(s.namespace):
-            raise SettingsError(f"Setting store.namespace must be 1 to 20 lower-case letters, digits or _, starting "
-                                f"with a letter or _; got {s.namespace!r}.")
+        check_namespace(s.namespace)
         return cls(s.url, s.namespace, settings)
 
     @staticmethod
@@ -560,7 +577,7 @@ class PostgresStore(Store):
 
     @property
     def where(self) -> str:
-        return f"{safe_url(self.url)} (namespace {self.namespace})"
+        return f"{mask_secrets(self.url)} (namespace {self.namespace})"
 
     def table(self, name: str) -> sql.Identifier:
         return sql.Identifier(self.namespace, name)
@@ -570,11 +587,19 @@ class PostgresStore(Store):
             return conn.execute(_sql(query, g=self.table("generations"), l=self.table("live"),
                                      i=self.table("info")), args).fetchall()
         except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):
+            foreign = foreign_tables(conn, self.namespace)
+            if foreign:
+                raise refuse_foreign(self.where, self.namespace, foreign) from None
             raise IndexMissing(f"No index yet in {self.where}. Build one with: rag index build") from None
+        except (psycopg.errors.UndefinedColumn, psycopg.errors.DataError, psycopg.errors.DatatypeMismatch):
+            raise refuse_foreign(self.where, self.namespace, foreign_tables(conn, self.namespace) or ["info"]) \
+                from None
 
     def _check_format(self, conn: psycopg.Connection) -> None:
         found = self._meta(conn, "SELECT value FROM {i} WHERE key = 'format'")
         version = found[0][0] if found else None
+        if version != STORE_FORMAT and foreign_tables(conn, self.namespace):
+            raise refuse_foreign(self.where, self.namespace, foreign_tables(conn, self.namespace) or [])
         if version != STORE_FORMAT:
             raise IndexMismatch(f"The PostgreSQL store at {self.where} has schema format {version!r}; this version "
                                 f"reads format {STORE_FORMAT}. Use another store.namespace, or drop the schemas "
@@ -591,11 +616,10 @@ class PostgresStore(Store):
         return name, schema, Manifest.parse(manifest, f"{self.where} generation {name}")
 
     def _use(self, fn: Callable[[psycopg.Connection], Any]) -> Any:
-        with self.pool.connection() as conn:
-            try:
-                return fn(conn)
-            except psycopg.OperationalError as exc:
-                raise _connect_problem(self.url, exc) from None
+        try:
+            return self.pool.run(fn)
+        except psycopg.OperationalError as exc:
+            raise _connect_problem(self.url, exc) from None
 
     def live_name(self) -> str:
         return self._use(lambda conn: self._live(conn)[0])
@@ -607,6 +631,9 @@ class PostgresStore(Store):
     def open_live(self, model_id: str | None = None, backend: str | None = None) -> PostgresSnapshot:
         name, schema, manifest = self._use(self._live)
         check_encoder(self.where, manifest, model_id, backend, self.rebuild)
+        if "digests" not in manifest.store:
+            raise IndexMismatch(f"Generation {name} in {self.where} was built by an earlier version, without the row "
+                                f"digests that guard its text and vectors. {REBUILD}")
         snapshot = PostgresSnapshot(self, name, schema, manifest)
         snapshot.check()
         return snapshot
@@ -624,37 +651,41 @@ class PostgresStore(Store):
             if recorded.get(doc_id) != {"hash": digest, "chunks": [lo, hi]}:
                 raise IndexCorrupt(f"Article {doc_id!r} in {snapshot.where} does not match the manifest's record of "
                                    f"it (content hash or chunk rows). {REBUILD}")
+        for table, expected in snapshot.manifest.store["digests"].items():
+            (rows, found, stale), = snapshot._rows(check_sql(table))
+            if (rows, found) != (expected["rows"], expected["sha256"]) or stale:
+                raise IndexCorrupt(f"The {table} of {snapshot.where} were changed outside rag ({rows} rows, "
+                                   f"{expected['rows']} written; their digests do not match what the build wrote). "
+                                   f"{REBUILD}")
 
     def check_writable(self) -> None:
-        def prepare(conn: psycopg.Connection) -> None:
-            try:
-                conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
-            except psycopg.Error as exc:
-                raise StoreUnavailable(
-                    f"pgvector is not available in {safe_url(self.url)} ({str(exc).strip().splitlines()[0]}). Install "
-                    "pgvector on the server and run `CREATE EXTENSION vector;` in that database as a superuser "
-                    "or its owner, then build again.") from None
-            with conn.transaction():
-                conn.execute(_sql("CREATE SCHEMA IF NOT EXISTS {}", sql.Identifier(self.namespace)))
-                conn.execute(_sql("CREATE TABLE IF NOT EXISTS {} (key text PRIMARY KEY, value text NOT NULL)",
-                                  self.table("info")))
-                conn.execute(_sql("INSERT INTO {} VALUES ('format', %s) ON CONFLICT (key) DO NOTHING",
-                                  self.table("info")), (STORE_FORMAT,))
-                conn.execute(_sql("CREATE TABLE IF NOT EXISTS {} (name text PRIMARY KEY, schema text NOT NULL UNIQUE, "
-                                  "state text NOT NULL, manifest text, created timestamptz NOT NULL DEFAULT now())",
-                                  self.table("generations")))
-                conn.execute(_sql("CREATE TABLE IF NOT EXISTS {} (id integer PRIMARY KEY CHECK (id = 1), "
-                                  "name text NOT NULL REFERENCES {} (name))", self.table("live"),
-                                  self.table("generations")))
-            self._check_format(conn)
+        def create() -> None:
+            conn.execute(_sql("CREATE SCHEMA IF NOT EXISTS {}", sql.Identifier(self.namespace)))
+            conn.execute(_sql("CREATE TABLE IF NOT EXISTS {} (key text PRIMARY KEY, value text NOT NULL)",
+                              self.table("info")))
+            conn.execute(_sql("INSERT INTO {} VALUES ('format', %s) ON CONFLICT (key) DO NOTHING",
+                              self.table("info")), (STORE_FORMAT,))
+            conn.execute(_sql("CREATE TABLE IF NOT EXISTS {} (name text PRIMARY KEY, schema text NOT NULL UNIQUE, "
+                              "state text NOT NULL, manifest text, created timestamptz NOT NULL DEFAULT now())",
+                              self.table("generations")))
+            conn.execute(_sql("CREATE TABLE IF NOT EXISTS {} (id integer PRIMARY KEY CHECK (id = 1), "
+                              "name text NOT NULL REFERENCES {} (name))", self.table("live"),
+                              self.table("generations")))
 
         pool = _Pool(self.url, register=False)  # the vector type may not exist yet
         try:
             with pool.connection() as conn:
                 try:
-                    prepare(conn)
+                    setup(conn, self.url, self.namespace, self.where, create)
+                    self._check_format(conn)
                 except psycopg.OperationalError as exc:
                     raise _connect_problem(self.url, exc) from None
+                except psycopg.Error as exc:
+                    raise StoreUnavailable(mask_secrets(
+                        f"Cannot prepare {self.where} for a build: {type(exc).__name__}: "
+                        f"{str(exc).strip().splitlines()[0]}. Check that store.url's user may create schemas in "
+                        "that database (GRANT CREATE ON DATABASE), or choose another store.namespace.",
+                        self.url)) from None
         finally:
             pool.close()
 
@@ -682,20 +713,23 @@ class PostgresStore(Store):
             conn.execute(_sql("DELETE FROM {} WHERE name = %s", self.table("generations")), (name,))
 
     def clean(self, keep: set[str]) -> None:
+        """Drop the generations the registry lists, except `keep` and the live one: only those (a generation
+        schema is created in the transaction that registers it, so a killed build leaves nothing unlisted)."""
         conn = self._build_conn
         assert conn is not None, "hold the build lock"
-        live = self._meta(conn, "SELECT name FROM {l}")
-        keep = keep | {n for (n,) in live}
-        for name, schema in self._meta(conn, "SELECT name, schema FROM {g}"):
-            if name not in keep:
-                self.drop(conn, name, schema)
-        # a schema whose generation row was never committed (a build killed while creating it)
-        prefix = f"{self.namespace}_gen_"
-        known = {s for (s,) in self._meta(conn, "SELECT schema FROM {g}")}
-        for (schema,) in conn.execute("SELECT nspname FROM pg_namespace WHERE starts_with(nspname, %s)",
-                                      (prefix,)).fetchall():
-            if schema not in known:
-                conn.execute(_sql("DROP SCHEMA IF EXISTS {} CASCADE", sql.Identifier(schema)))
+        try:
+            live = self._meta(conn, "SELECT name FROM {l}")
+            keep = keep | {n for (n,) in live}
+            for name, schema in registered(self._meta(conn, "SELECT name, schema FROM {g}"), self.namespace):
+                if name not in keep:
+                    self.drop(conn, name, schema)
+        except psycopg.OperationalError as exc:
+            raise _connect_problem(self.url, exc) from None
+        except psycopg.Error as exc:
+            raise StoreUnavailable(mask_secrets(
+                f"Could not remove an old generation from {self.where} ({type(exc).__name__}: "
+                f"{str(exc).strip().splitlines()[0]}); the next build tries again. Check that store.url's user owns "
+                "the namespace's schemas.", self.url)) from None
 
     def close(self) -> None:
         self.pool.close()

@@ -77,11 +77,17 @@ def corpus_changes(settings: Settings, recorded: dict[str, Any]) -> list[str]:
 def index_info(settings: Settings) -> dict[str, Any]:
     """The live generation's manifest, without the per-document, per-source and per-file tables."""
     store = open_store(settings)
+    problem = None
     try:
         name, manifest = store.live_manifest()
+        try:  # the data behind the manifest is there and counts what it says (cheap: no checksums)
+            store.open_live().close()
+        except RagError as exc:
+            problem = str(exc)
     finally:
         store.close()
     info = manifest.summary()
+    info["problem"] = problem
     info["generation"] = name
     info["where"] = store.where
     if manifest.files:

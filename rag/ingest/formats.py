@@ -18,6 +18,7 @@ from ..common.dates import normalise_date
 from ..records import METADATA_KEYS, Document
 from ..settings import CorpusSettings
 from .pages import Article, extract_html, valid_text
+from .limits import line_of, record_problem
 from .segment import merge_spans, paragraphs, segment_text, slugify
 from .sources import (FEED_SUFFIXES, HTML_SUFFIXES, JSONL_SUFFIXES, SIDECAR, SIDECAR_MAX_BYTES, SUPPORTED,
                       TEXT_SUFFIXES, WARC_SUFFIXES, SourceFile, Walk, is_sidecar, open_source, read_bounded,
@@ -219,13 +220,13 @@ class CorpusParser:
                 continue
             if suffix in WARC_SUFFIXES:
                 from .warc import warc_articles
-                yield from warc_articles(self, path, rel, self.sidecar(path))
+                yield from self._checked(rel, warc_articles(self, path, rel, self.sidecar(path)))
                 continue
             data = self._read(path, rel, self.max_bytes)
             if data is not None and suffix in FEED_SUFFIXES:
                 from .feeds import feed_articles, looks_like_feed
                 if suffix != ".xml" or looks_like_feed(data):
-                    yield from feed_articles(self, rel, data, self.sidecar(path))
+                    yield from self._checked(rel, feed_articles(self, rel, data, self.sidecar(path)))
                 else:
                     self.warn(f"{rel}: an XML file that is not an RSS or Atom feed, skipped.")
                 continue
@@ -235,12 +236,23 @@ class CorpusParser:
             meta = self.sidecar(path)
             produced = self.html(rel, text, meta) if suffix in HTML_SUFFIXES else self.text(rel, text, meta)
             count = 0
-            for article in produced:
+            for article in self._checked(rel, produced):
                 count += 1
                 yield article
             if count == 0 and suffix in TEXT_SUFFIXES:
                 self.warn(f"{rel}: no article text found (only a header or related links), skipped. "
                           "Add articles to it.")
+
+    def _checked(self, rel: str, produced: Iterable[Article]) -> Iterator[Article]:
+        """`produced` less the articles no store can hold (a NUL character, an over-long id), each skipped with a
+        warning naming its file and line: one rule for every format and both stores."""
+        for article in produced:
+            problem = record_problem(article.document, article.source_text)
+            if problem:
+                self.warn(f"{rel}:{line_of(article.source_text, article.document.start)}: article "
+                          f"{article.document.title[:80]!r} {problem}.")
+                continue
+            yield article
 
     def text(self, rel: str, text: str, meta: dict[str, str]) -> Iterator[Article]:
         page_meta, found = segment_text(text, rel.lower().endswith((".md", ".markdown")), self.min_title_words)
@@ -353,6 +365,10 @@ class CorpusParser:
         lead = len(body) - len(body.lstrip())
         span = (lead, len(body.rstrip()))
         document = Document(claimed, title.strip() or claimed, rel, 0, len(body), (span,), metadata)
+        problem = record_problem(document, body)
+        if problem:
+            self.warn(f"{where}: the record {problem}.")
+            return None
         return Article(document, body, position)
 
 
