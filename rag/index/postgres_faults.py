@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import psycopg
 
-from ..errors import IndexWriteFailed, StoreUnavailable
 from ..common.secrets import mask_secrets
+from ..errors import IndexWriteFailed, StoreUnavailable
 
 
 def first_line(exc: BaseException) -> str:

@@ -13,8 +13,8 @@ from typing import Callable
 import psycopg
 from psycopg import sql
 
-from ..errors import IndexCorrupt, SettingsError, StoreUnavailable
 from ..common.secrets import mask_secrets
+from ..errors import IndexCorrupt, SettingsError, StoreUnavailable
 
 NAMESPACE = re.compile(r"[a-z_][a-z0-9_]{0,19}")
 OUR_TABLES = {"info", "generations", "live"}
