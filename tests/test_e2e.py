@@ -191,12 +191,17 @@ def test_browser_follow_up_shows_the_resolved_question_edit_save_and_reopen(
     edit.press("Enter")
     page.get_by_role("button", name="Ask again").click()
     expect(page.get_by_text("Answering: What is Igor Kostyukov's regular job?")).to_be_visible(timeout=WAIT_MS)
-    # save the conversation, then reopen it in a fresh page
-    with page.expect_download(timeout=30_000) as info:
-        page.get_by_role("button", name="Save the conversation").click()
-    saved = tmp_path / info.value.suggested_filename
-    info.value.save_as(saved)
-    talk = rag.Conversation.from_json(saved.read_text(encoding="utf-8"))
+    # save the conversation, then reopen it in a fresh page. The sidebar's save button is drawn after the turns,
+    # so while the page is still updating it can hold the conversation of a moment before: save until it is new
+    for _attempt in range(20):
+        with page.expect_download(timeout=30_000) as info:
+            page.get_by_role("button", name="Save the conversation").click()
+        saved = tmp_path / info.value.suggested_filename
+        info.value.save_as(saved)
+        talk = rag.Conversation.from_json(saved.read_text(encoding="utf-8"))
+        if [t.standalone for t in talk.turns][1] == "What is Igor Kostyukov's regular job?":
+            break
+        page.wait_for_timeout(500)
     assert [t.standalone for t in talk.turns][1] == "What is Igor Kostyukov's regular job?"
     page.close()
     page = browser.new_page(viewport={"width": 1280, "height": 1500})

@@ -109,15 +109,15 @@ class Pool:
     def run(self, fn: Callable[[psycopg.Connection], Any]) -> Any:
         """fn(connection); once more on a new connection when a pooled one turns out dead (the server restarted
         since it was last used: the other idle ones died with it and are dropped too)."""
-        for attempt in range(2):
-            with self.connection() as conn:
-                try:
-                    return fn(conn)
-                except psycopg.OperationalError:
-                    if attempt or not conn.__dict__.get("_rag_reused") or not conn.broken:
-                        raise
-            self.close()
-        raise AssertionError("unreachable")
+        with self.connection() as conn:
+            try:
+                return fn(conn)
+            except psycopg.OperationalError:
+                if not conn.__dict__.get("_rag_reused") or not conn.broken:
+                    raise
+        self.close()
+        with self.connection() as conn:
+            return fn(conn)
 
     def close(self) -> None:
         with self._lock:
