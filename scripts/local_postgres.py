@@ -100,8 +100,9 @@ def _open_up(path: Path) -> None:
             parent.chmod(mode | 0o011)
 
 
-def start(folder: Path, port: int | None = None) -> str:
-    """Initialise (once) and start a server whose data lives in `folder`; the connection URL."""
+def start(folder: Path, port: int | None = None, options: str = "") -> str:
+    """Initialise (once) and start a server whose data lives in `folder`; the connection URL. `options`: more
+    server settings (`-c name=value ...`), after the defaults."""
     bindir = binaries()
     if bindir is None:
         raise SystemExit("No PostgreSQL with pgvector here: pip install pgserver (bundles both), or install "
@@ -126,8 +127,8 @@ def start(folder: Path, port: int | None = None) -> str:
     if as_user:
         shutil.chown(run, SYSTEM_USER)
     port = port or _free_port()
-    options = f"-c listen_addresses=127.0.0.1 -p {port} -k {run} -c fsync=off -c max_connections=200"
-    subprocess.run([str(bindir / "pg_ctl"), "-D", str(data), "-l", str(run / "server.log"), "-o", options,
+    settings = f"-c listen_addresses=127.0.0.1 -p {port} -k {run} -c fsync=off -c max_connections=200 {options}"
+    subprocess.run([str(bindir / "pg_ctl"), "-D", str(data), "-l", str(run / "server.log"), "-o", settings.strip(),
                     "-w", "-t", "60", "start"], check=True, capture_output=True, **as_user)
     (folder / "port").write_text(f"{port}\n")
     password = password_file.read_text().strip()

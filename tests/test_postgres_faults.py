@@ -6,7 +6,6 @@ every fault one line with its cause and fix."""
 from __future__ import annotations
 
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -364,12 +363,8 @@ def test_too_many_clients_is_named(tmp_path: Path, private_server: tuple[Path, s
     settings = pg_settings(tmp_path, url, namespace("m"))
     rag.build_index(settings, embedder=FakeEmbedder())
     local_postgres.stop(folder)
-    run = folder / "run"
-    options = (f"-c listen_addresses=127.0.0.1 -p {port} -k {run} -c fsync=off -c max_connections=4 "
-               "-c superuser_reserved_connections=0 -c reserved_connections=0")
-    subprocess.run([str(local_postgres.binaries() / "pg_ctl"), "-D", str(folder / "data"), "-l",
-                    str(run / "server.log"), "-o", options, "-w", "start"], check=True, capture_output=True,
-                   **local_postgres._as_server_user())
+    local_postgres.start(folder, port, "-c max_connections=4 -c superuser_reserved_connections=0 "
+                                       "-c reserved_connections=0")
     held = []
     try:
         while True:
