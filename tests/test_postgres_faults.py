@@ -159,6 +159,9 @@ TAMPER = {
     "sentence": "UPDATE {s}.sentences SET doc_row = (SELECT max(row) FROM {s}.docs) "
                 "WHERE row = (SELECT sent_lo FROM {s}.docs WHERE row = 0)",
     "terms": "DELETE FROM {s}.terms WHERE term IN (SELECT term FROM {s}.terms ORDER BY term LIMIT 50)",
+    # who said what: a statement given to someone else
+    "statement": "UPDATE {s}.statements SET speaker = 'Somebody Else' WHERE (doc_row, n) = "
+                 "(SELECT doc_row, n FROM {s}.statements ORDER BY doc_row, n LIMIT 1)",
 }
 
 
@@ -183,8 +186,10 @@ def test_changes_made_outside_rag_are_caught_and_never_carried(tmp_path: Path, p
     report = rag.build_index(settings, embedder=emb)  # incremental: the damaged article is embedded again
     # the damaged article is embedded again (a moved sentence damages the article it left and the one it joined);
     # BM25 postings are never carried: every build computes them from the texts
-    assert report.changed == {"text": 1, "vector": 1, "sentence": 2, "terms": 0}[case]
+    assert report.changed == {"text": 1, "vector": 1, "sentence": 2, "terms": 0, "statement": 1}[case]
     assert (report.chunks_embedded > 0) == (case != "terms")
+    assert run_sql(pg_url, f"SELECT count(*) FROM {live_schema(pg_url, ns)}.statements "
+                           "WHERE speaker = 'Somebody Else'") == [(0,)]
     verified(settings)
     schema = live_schema(pg_url, ns)
     assert run_sql(pg_url, f"SELECT text FROM {schema}.chunks WHERE row = {row}") == [(text,)]

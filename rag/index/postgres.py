@@ -43,6 +43,7 @@ from .postgres_conn import Pool, compose, lock_key, schema_of
 from .postgres_faults import connect_problem as _connect_problem
 from .postgres_faults import write_problem
 from .postgres_integrity import (
+    TABLES,
     aggregate,
     check_sql,
     chunk_digest,
@@ -95,7 +96,7 @@ class PostgresWriter(Writer):
         self.schema = schema_of(store.namespace, name)
         self._t = {t: sql.Identifier(self.schema, t) for t in ("docs", "chunks", "sentences", "terms")}
         self.manifest: Manifest | None = None
-        self.digests: dict[str, list[bytes]] = {"docs": [], "chunks": [], "sentences": [], "terms": []}
+        self.digests: dict[str, list[bytes]] = {table: [] for table in TABLES}
         with self._writing():
             with conn.transaction():
                 conn.execute(compose("CREATE SCHEMA {}", sql.Identifier(self.schema)))
@@ -137,7 +138,7 @@ class PostgresWriter(Writer):
                         self.digests["sentences"].append(sentence_digest(*srow))
                         copy.write_row((*srow, self.digests["sentences"][-1]))
                         s += 1
-            postgres_statements.write(cur, self.schema, batch)
+            postgres_statements.write(cur, self.schema, batch, self.digests["statements"])
 
     def finish(self, manifest: Manifest) -> Manifest:
         t, conn, st = self._t, self.conn, self.settings.store
@@ -161,7 +162,7 @@ class PostgresWriter(Writer):
                                   "WITH (lists = {lists})", lists=sql.Literal(lists), **t))
             for table in ("docs", "chunks", "sentences", "terms"):
                 conn.execute(compose("ANALYZE {}", t[table]))
-            manifest = postgres_statements.finish(conn, self.schema, manifest)
+            manifest = postgres_statements.finish(conn, self.schema, manifest, self.digests["speakers"])
             manifest = replace(manifest, store={**manifest.store, "schema": self.schema, "digests": {
                 table: aggregate(found) for table, found in self.digests.items()}})
             conn.execute(compose("UPDATE {} SET state = 'ready', manifest = %s WHERE name = %s",

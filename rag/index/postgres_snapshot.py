@@ -24,7 +24,7 @@ from . import postgres_statements
 from .lexical import top_k
 from .manifest import REBUILD, Manifest
 from .postgres_faults import connect_problem as _connect_problem
-from .postgres_integrity import DAMAGED_SQL, ROW_SQL
+from .postgres_integrity import DAMAGED_SQL, ROW_SQL, TABLES
 from .postgres_registry import live_schema_missing
 from .store import DocRow, Snapshot, chunk_rows, doc_from_row, document_filter
 
@@ -45,7 +45,7 @@ class PostgresSnapshot(Snapshot):
         self._pool = store.pool
         s = store.settings.store
         self.kind, self.nprobe, self.ef_search = manifest.store.get("type", "flat"), s.nprobe, s.ef_search
-        self._t = {t: sql.Identifier(schema, t) for t in ("docs", "chunks", "sentences", "terms")}
+        self._t = {t: sql.Identifier(schema, t) for t in TABLES}
 
     @property
     def where(self) -> str:

@@ -12,6 +12,7 @@ from psycopg import sql
 
 from ..ingest.attribution import Statement
 from .manifest import Manifest
+from .postgres_integrity import speaker_digest, statement_digest
 from .statements import (
     SPEAKER_COUNTS_SQL,
     by_document,
@@ -27,7 +28,8 @@ from .store import Batch, document_filter
 
 _TABLES = """
 CREATE TABLE {statements} (doc_row integer NOT NULL, n integer NOT NULL, speaker text, kind text NOT NULL,
-  start integer NOT NULL, stop integer NOT NULL, text text NOT NULL, cue text NOT NULL, mention text NOT NULL);
+  start integer NOT NULL, stop integer NOT NULL, text text NOT NULL, cue text NOT NULL, mention text NOT NULL,
+  digest bytea NOT NULL);
 CREATE TABLE {speakers} (name text NOT NULL, canonical text NOT NULL, key text NOT NULL);
 """
 _INDEXES = """
@@ -52,19 +54,23 @@ def create_tables(conn: psycopg.Connection, schema: str) -> None:
     conn.execute(_q(schema, _TABLES))
 
 
-def write(cur: psycopg.Cursor, schema: str, batch: Batch) -> None:
+def write(cur: psycopg.Cursor, schema: str, batch: Batch, digests: list[bytes]) -> None:
+    """The batch's statements; each row's digest joins `digests` (what `rag index verify` checks)."""
     with cur.copy(_q(schema, "COPY {statements} FROM STDIN")) as copy:
         for item in batch.documents:
             for row in statement_columns(item.doc.row, item.statements):
-                copy.write_row(row)
+                digests.append(statement_digest(*row))
+                copy.write_row((*row, digests[-1]))
 
 
-def finish(conn: psycopg.Connection, schema: str, manifest: Manifest) -> Manifest:
-    """Speakers merged across the archive, the tables' keys; the manifest with the number of speakers."""
+def finish(conn: psycopg.Connection, schema: str, manifest: Manifest, digests: list[bytes]) -> Manifest:
+    """Speakers merged across the archive (each row's digest joins `digests`), the tables' keys; the manifest
+    with the number of speakers."""
     merged = canonical_speakers(conn.execute(_q(schema, SPEAKER_COUNTS_SQL)).fetchall())
     with conn.cursor() as cur, cur.copy(_q(schema, "COPY {speakers} FROM STDIN")) as copy:
         for row in merged:
             copy.write_row(row)
+            digests.append(speaker_digest(*row))
     conn.execute(_q(schema, _INDEXES))
     return replace(manifest, counts=replace(manifest.counts, speakers=len({c for _n, c, _k in merged})))
 
