@@ -14,8 +14,8 @@ from .answer.speech import statements_answer
 from .answer.conversation import Conversation, ConversationError, Turn
 from .answer.readers import load_reader
 from .engine import Engine, get_engine
-from .errors import (BadQuestion, CorpusEmpty, CorpusMissing, ExportError, IndexCorrupt, IndexFolderRefused, IndexLocked,
-                     IndexMismatch, IndexMissing, IndexWriteFailed, LLMUnavailable, RagError, ReaderError,
+from .errors import (BadQuestion, CorpusEmpty, CorpusMissing, ExportError, IndexCorrupt, IndexFolderRefused,
+                     IndexLocked, IndexMismatch, IndexMissing, IndexWriteFailed, LLMUnavailable, RagError, ReaderError,
                      SettingsError, SpanError, StoreUnavailable)
 from .export import EXPORTS, ExportFormat
 from .export import FORMATS as EXPORT_FORMATS

@@ -13,20 +13,8 @@ from ..engine import Engine
 from ..errors import BadQuestion, ExportError, RagError
 from ..export import write_export
 from ..records import Answer
-from .base import (
-    CorpusOpt,
-    DocOpt,
-    IndexOpt,
-    KOpt,
-    SinceOpt,
-    UntilOpt,
-    _echo,
-    _errors,
-    _filters,
-    _open_engine,
-    _print_answer,
-    app,
-)
+from .base import (CorpusOpt, DocOpt, IndexOpt, KOpt, SinceOpt, UntilOpt, _echo, _errors, _filters, _open_engine,
+                   _print_answer, app)
 
 HELP = ("Type a question; follow-ups may say “he”, “that poll” or “And the UK?”. Commands: /export FILE "
         "(format by extension: .md .json .bib .ris .csl.json), /save FILE, /new, /quit.")

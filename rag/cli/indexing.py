@@ -10,20 +10,8 @@ import typer
 
 import rag
 
-from .base import (
-    CorpusOpt,
-    IndexOpt,
-    JsonOpt,
-    _echo,
-    _errors,
-    _print_json,
-    _progress_bar,
-    _reader_line,
-    _settings,
-    _warn,
-    corpus_app,
-    index_app,
-)
+from .base import (CorpusOpt, IndexOpt, JsonOpt, _echo, _errors, _print_json, _progress_bar, _reader_line, _settings,
+                   _warn, corpus_app, index_app)
 
 
 @corpus_app.command("list")

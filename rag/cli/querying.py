@@ -12,23 +12,8 @@ import typer
 import rag
 
 from ..common.dates import normalise_date
-from .base import (
-    BatchOpt,
-    CorpusOpt,
-    DocOpt,
-    IndexOpt,
-    JsonOpt,
-    KOpt,
-    SinceOpt,
-    UntilOpt,
-    _echo,
-    _errors,
-    _filters,
-    _open_engine,
-    _print_answer,
-    _print_json,
-    app,
-)
+from .base import (BatchOpt, CorpusOpt, DocOpt, IndexOpt, JsonOpt, KOpt, SinceOpt, UntilOpt, _echo, _errors, _filters,
+                   _open_engine, _print_answer, _print_json, app)
 from .chat import answer_dialogue, dialogue_turns
 
 

@@ -11,20 +11,8 @@ import typer
 
 import rag
 
-from .base import (
-    CorpusOpt,
-    IndexOpt,
-    JsonOpt,
-    _echo,
-    _errors,
-    _print_json,
-    _progress_bar,
-    _reader_line,
-    _settings,
-    _warn,
-    app,
-    reader_app,
-)
+from .base import (CorpusOpt, IndexOpt, JsonOpt, _echo, _errors, _print_json, _progress_bar, _reader_line, _settings,
+                   _warn, app, reader_app)
 
 
 @app.command("eval")

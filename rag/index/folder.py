@@ -27,25 +27,9 @@ from ..errors import IndexCorrupt, IndexLocked, IndexWriteFailed, RagError
 from ..ingest.attribution import Statement
 from ..records import Chunk
 from ..version import __version__
-from .folder_files import (
-    BM25_DIR,
-    CHUNK_VECTORS,
-    CURRENT,
-    DB,
-    FAISS_FILE,
-    LOCK,
-    MANIFEST,
-    MARK,
-    SENTENCE_VECTORS,
-    check_files,
-    check_index_folder,
-    data_files,
-    is_generation,
-    live_generation,
-    map_vectors,
-    pointer_problem,
-    read_manifest,
-)
+from .folder_files import (BM25_DIR, CHUNK_VECTORS, CURRENT, DB, FAISS_FILE, LOCK, MANIFEST, MARK, SENTENCE_VECTORS,
+                           check_files, check_index_folder, data_files, is_generation, live_generation, map_vectors,
+                           pointer_problem, read_manifest)
 from . import folder_statements
 from .lexical import Lexical
 from .manifest import REBUILD, Manifest, check_encoder

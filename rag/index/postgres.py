@@ -26,31 +26,15 @@ import psycopg
 from psycopg import sql
 
 from ..common.secrets import mask_secrets
-from ..errors import (
-    IndexCorrupt,
-    IndexLocked,
-    IndexMismatch,
-    IndexMissing,
-    IndexWriteFailed,
-    RagError,
-    SettingsError,
-    StoreUnavailable,
-)
+from ..errors import (IndexCorrupt, IndexLocked, IndexMismatch, IndexMissing, IndexWriteFailed, RagError,
+                      SettingsError, StoreUnavailable)
 from . import postgres_statements
 from .lexical import Lexical
 from .manifest import REBUILD, Manifest, check_encoder
 from .postgres_conn import Pool, compose, lock_key, schema_of
 from .postgres_faults import connect_problem as _connect_problem
 from .postgres_faults import write_problem
-from .postgres_integrity import (
-    TABLES,
-    aggregate,
-    check_sql,
-    chunk_digest,
-    doc_digest,
-    sentence_digest,
-    term_digest,
-)
+from .postgres_integrity import TABLES, aggregate, check_sql, chunk_digest, doc_digest, sentence_digest, term_digest
 from .postgres_registry import check_namespace, foreign_tables, refuse_foreign, registered, setup
 from .postgres_snapshot import PostgresSnapshot
 from .store import Batch, Store, Writer, doc_columns

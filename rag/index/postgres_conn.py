@@ -17,9 +17,7 @@ from psycopg.pq import Format
 from psycopg.types import TypeInfo
 
 from ..common.secrets import mask_secrets
-from ..errors import (
-    StoreUnavailable,
-)
+from ..errors import StoreUnavailable
 from .postgres_faults import connect_problem as _connect_problem
 
 if TYPE_CHECKING:

@@ -13,11 +13,7 @@ from psycopg import sql
 
 from ..common.secrets import mask_secrets
 from ..common.text import content_terms
-from ..errors import (
-    GenerationGone,
-    IndexCorrupt,
-    RagError,
-)
+from ..errors import GenerationGone, IndexCorrupt, RagError
 from ..ingest.attribution import Statement
 from ..records import Chunk
 from . import postgres_statements

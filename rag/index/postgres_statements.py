@@ -13,15 +13,8 @@ from psycopg import sql
 from ..ingest.attribution import Statement
 from .manifest import Manifest
 from .postgres_integrity import speaker_digest, statement_digest
-from .statements import (
-    SPEAKER_COUNTS_SQL,
-    by_document,
-    canonical_speakers,
-    document_statements_sql,
-    speakers_sql,
-    statement_columns,
-    statements_sql,
-)
+from .statements import (SPEAKER_COUNTS_SQL, by_document, canonical_speakers, document_statements_sql, speakers_sql,
+                         statement_columns, statements_sql)
 from .store import Batch, document_filter
 
 # `snapshot` below is a `rag.index.postgres.PostgresSnapshot` (not imported: that module imports this one).
