@@ -11,7 +11,6 @@ seconds it spent extracting (`BuildReport.attribution_seconds`), so the share co
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sys
 import tempfile
@@ -20,7 +19,7 @@ from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import PLACES, article, sentence  # noqa: E402
+from common import PLACES, article, sentence, write_corpus  # noqa: E402
 
 import rag  # noqa: E402
 from rag.index.encoders import load_embedder  # noqa: E402
@@ -46,15 +45,11 @@ def speech(rng: random.Random) -> str:
     return " ".join(rng.sample(lines, 3))
 
 
-def write_corpus(folder: Path, n: int, per_file: int = 500, seed: int = 7) -> None:
-    rng = random.Random(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    for lo in range(0, n, per_file):
-        with open(folder / f"part-{lo // per_file:04d}.jsonl", "w", encoding="utf-8") as fh:
-            for i in range(lo, min(lo + per_file, n)):
-                row = article(rng, i, paragraphs=4)
-                row["text"] += "\n\n" + "\n\n".join(speech(rng) for _ in range(2))
-                fh.write(json.dumps(row) + "\n")
+def quoting_article(rng: random.Random, n: int) -> dict:
+    """A generated article with two paragraphs of attributed speech after its body."""
+    row = article(rng, n, paragraphs=4)
+    row["text"] += "\n\n" + "\n\n".join(speech(rng) for _ in range(2))
+    return row
 
 
 def main() -> None:
@@ -65,7 +60,7 @@ def main() -> None:
     args = parser.parse_args()
     work = args.keep or Path(tempfile.mkdtemp(prefix="rag-bench-attr-"))
     corpus = work / "corpus"
-    write_corpus(corpus, args.articles)
+    write_corpus(corpus, args.articles, make=quoting_article)
     articles = list(rag.iter_articles(corpus, warn=lambda _m: None))
     prepared = [(a.source_text, a.document.spans,
                  [sp for s, e in a.document.spans for sp in sentence_spans(a.source_text, s, e)]) for a in articles]
@@ -88,7 +83,7 @@ def main() -> None:
     m = args.build_articles or args.articles
     build_corpus = corpus if m >= args.articles else work / "build-corpus"
     if build_corpus != corpus:
-        write_corpus(build_corpus, m)
+        write_corpus(build_corpus, m, make=quoting_article)
     settings = rag.load_settings().with_paths(build_corpus, work / "index")
     load_embedder(settings.embedding)  # the model load is not the build's
     report = rag.build_index(settings, full=True)

@@ -7,6 +7,7 @@ import random
 import resource
 import statistics
 from pathlib import Path
+from typing import Callable
 
 SUBJECTS = ["The ministry", "Officials", "The central bank", "Analysts", "The coalition", "Regional authorities",
             "The company", "Negotiators", "Researchers", "The committee", "Local residents", "The delegation"]
@@ -34,14 +35,15 @@ def article(rng: random.Random, n: int, paragraphs: int = 6) -> dict:
             "publisher": "Benchmark Wire"}
 
 
-def write_corpus(folder: Path, articles: int, per_file: int = 500, seed: int = 7) -> None:
-    """JSON Lines files of synthetic articles."""
+def write_corpus(folder: Path, articles: int, per_file: int = 500, seed: int = 7,
+                 make: Callable[[random.Random, int], dict] = article) -> None:
+    """JSON Lines files of synthetic articles (each made by `make(rng, n)`)."""
     rng = random.Random(seed)
     folder.mkdir(parents=True, exist_ok=True)
     for lo in range(0, articles, per_file):
         with open(folder / f"part-{lo // per_file:04d}.jsonl", "w", encoding="utf-8") as fh:
             for n in range(lo, min(lo + per_file, articles)):
-                fh.write(json.dumps(article(rng, n)) + "\n")
+                fh.write(json.dumps(make(rng, n)) + "\n")
 
 
 def summary(ms: list[float]) -> str:
