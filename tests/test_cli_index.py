@@ -110,6 +110,23 @@ def test_full_rebuild_and_its_reason(small_corpus: Path, tmp_path: Path) -> None
 # --- exit statuses ----------------------------------------------------------------------------------------------
 
 @pytest.mark.slow
+def test_info_names_a_damaged_folder_index_without_reading_every_checksum(bundled_copy: tuple[Path, Path]) -> None:
+    """`rag index info` looks cheaply (sizes, no checksums) and says what is wrong; `verify` reads everything."""
+    corpus, index = bundled_copy
+    gen = index / current(index)
+    vectors = gen / "sentence_vectors.f32"
+    data = bytearray(vectors.read_bytes())
+    data[0] ^= 0xFF  # same size, other bytes: only a checksum finds it
+    vectors.write_bytes(bytes(data))
+    quiet = invoke("index", "info", "--index", str(index), "--corpus", str(corpus))
+    assert quiet.exit_code == 0 and "Problem:" not in quiet.stdout
+    assert invoke("index", "verify", "--index", str(index), "--corpus", str(corpus)).exit_code == 1
+    vectors.write_bytes(bytes(data[:-4]))  # truncated: the cheap look finds it
+    broken = invoke("index", "info", "--index", str(index), "--corpus", str(corpus))
+    assert broken.exit_code == 1 and "Problem:" in broken.stdout and "sentence_vectors.f32" in broken.stdout
+
+
+@pytest.mark.slow
 def test_bad_files_warn_but_the_build_succeeds(small_corpus: Path, tmp_path: Path) -> None:
     (small_corpus / "empty.txt").write_text("")
     (small_corpus / "binary.txt").write_bytes(b"\x00\x01\x02\x03" * 10)

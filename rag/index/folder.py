@@ -374,6 +374,10 @@ class FolderStore(Store):
         s = self.settings.store
         return open_live(self.root, model_id, s.nprobe, s.ef_search, backend)
 
+    def check_live(self) -> None:
+        gen = live_generation(self.root)
+        check_files(gen, read_manifest(gen), checksums=False)
+
     def verify_live(self) -> None:
         gen = live_generation(self.root)
         check_files(gen, read_manifest(gen))

@@ -81,7 +81,7 @@ def index_info(settings: Settings) -> dict[str, Any]:
     try:
         name, manifest = store.live_manifest()
         try:  # the data behind the manifest is there and counts what it says (cheap: no checksums)
-            store.open_live().close()
+            store.check_live()
         except RagError as exc:
             problem = str(exc)
     finally:

@@ -287,6 +287,11 @@ class Store(ABC):
     def live_manifest(self) -> tuple[str, Manifest]:
         """(name, manifest) of the live generation, read without opening its data."""
 
+    def check_live(self) -> None:
+        """A cheap look that the live generation's data is there and agrees with its manifest (no checksums);
+        the matching RagError if not. `verify_live` is the full check."""
+        self.open_live().close()
+
     @abstractmethod
     def verify_live(self) -> None:
         """Check the live generation's stored data fully (checksums, counts); the matching RagError if not."""
