@@ -86,6 +86,7 @@ class OnnxReader:
                 "source_model": self.card.get("source_model"),
                 "trained_on": [str(f.get("name")) for f in data.get("files", []) if isinstance(f, dict)],
                 "training_articles": data.get("training_articles"), "test_articles": data.get("test_articles"),
+                "device": self.card.get("device"),
                 "validation": self.card.get("validation"), "calibration": self.card.get("calibration")}
 
     def confidence(self, logit: float, span_score: float = 0.0, first_stage: float = 0.0) -> float:

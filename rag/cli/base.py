@@ -125,7 +125,8 @@ def _reader_line(info: dict | None) -> str:
                f"{test.get('answered_right')}, rightly abstained {test.get('rightly_abstained')}, overall "
                f"{test.get('overall')}") if test else ""
     return (f"Reader: {info.get('name')} {str(info.get('sha256'))[:12]} ({info.get('folder')}), trained from "
-            f"{(info.get('source_model') or {}).get('id')} on {', '.join(info.get('trained_on') or [])}{figures}")
+            f"{(info.get('source_model') or {}).get('id')} on {', '.join(info.get('trained_on') or [])}"
+            f"{' (' + str(info['device']) + ')' if info.get('device') else ''}{figures}")
 
 
 def _print_answer(answer: rag.Answer) -> None:

@@ -115,11 +115,23 @@ def decision_figures(judged: list[Judged], span_weight: float, first_stage_weigh
             "overall": round(float(((answered & right) | (~answered & ~answerable)).mean()), 4)}
 
 
+def _overall_at(confidence: np.ndarray, right: np.ndarray, answerable: np.ndarray,
+                thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(overall correctness, precision of what is answered) at each threshold, for one domain."""
+    answered = confidence[None, :] >= thresholds[:, None]
+    good = (answered & (right & answerable)[None, :]) | (~answered & ~answerable[None, :])
+    precision = (answered & right[None, :]).sum(1) / np.maximum(1, answered.sum(1))
+    return good.mean(1), precision
+
+
 def fit_decision(domains: dict[str, list[Judged]], log: Log) -> dict[str, float]:
-    """Weights of the span score and first-stage evidence, and the logistic calibration of the best
-    candidate's combined score, chosen for the highest mean overall correctness over the domains (each domain
-    counts equally, whatever its number of questions)."""
+    """Weights of the span score and first-stage evidence, the logistic calibration of the best candidate's
+    combined score, and the abstain threshold, chosen for the highest mean overall correctness over the domains
+    (each domain counts equally, whatever its number of questions; among near ties, the more precise). The
+    calibration's bias is then shifted so that the chosen threshold falls at confidence 0.5, the default of
+    `answer.reader_threshold`: "at least 0.5" means "answered where answering is right more often"."""
     best_key, best = None, None
+    thresholds = np.round(np.arange(0.05, 0.951, 0.01), 2)
     for span_weight in (0.0, 0.1, 0.25, 0.5):
         for first_stage_weight in (0.0, 1.0, 2.0, 4.0, 8.0):
             xs, ys, ws = [], [], []
@@ -131,12 +143,23 @@ def fit_decision(domains: dict[str, list[Judged]], log: Log) -> dict[str, float]
                     ys.append(bool(j.right[i]))
                     ws.append(1.0 / len(judged))
             scale, bias = platt(xs, ys, weights=ws)
-            figures = {name: decision_figures(judged, span_weight, first_stage_weight, scale, bias)
-                       for name, judged in domains.items()}
-            key = float(np.mean([f["overall"] for f in figures.values()]))
+            overall, precision, at = np.zeros(len(thresholds)), np.zeros(len(thresholds)), 0
+            for judged in domains.values():
+                x = np.asarray(xs[at:at + len(judged)])
+                o, p = _overall_at(1 / (1 + np.exp(-(scale * x + bias))), np.asarray(ys[at:at + len(judged)]),
+                                   np.array([j.answerable for j in judged]), thresholds)
+                overall, precision, at = overall + o / len(domains), precision + p / len(domains), at + len(judged)
+            # the most precise threshold within half a point of the best overall correctness
+            pick = int(np.argmax(np.where(overall >= overall.max() - 0.005, precision, -1.0)))
+            key = (round(float(overall[pick]), 3), float(precision[pick]))
             if best_key is None or key > best_key:
+                t = float(thresholds[pick])
+                shifted = bias - float(np.log(t / (1 - t)))
                 best_key = key
                 best = {"span_weight": span_weight, "first_stage_weight": first_stage_weight,
-                        "scale": round(scale, 6), "bias": round(bias, 6), "figures": figures}
+                        "scale": round(scale, 6), "bias": round(shifted, 6), "platt_bias": round(bias, 6),
+                        "fitted_threshold": t,
+                        "figures": {name: decision_figures(judged, span_weight, first_stage_weight, scale, shifted)
+                                    for name, judged in domains.items()}}
     log(f"decision: {json.dumps(best)}")
     return best  # type: ignore[return-value]

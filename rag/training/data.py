@@ -94,6 +94,29 @@ def read_squad(path: Path | str) -> list[dict]:
     return data["data"]
 
 
+def read_articles(paths: Sequence[Path | str], log=None) -> list[dict]:  # type: ignore[no-untyped-def]
+    """The articles of several SQuAD files, each title once: where files share an article (SQuAD 1.1 train
+    holds the SQuAD 2.0 training articles without their unanswerable questions) the version with more
+    questions wins, in the place of the first."""
+    articles: dict[str, dict] = {}
+
+    def size(article: dict) -> int:
+        return sum(len(p.get("qas", [])) for p in article.get("paragraphs", []))
+
+    dropped = 0
+    for path in paths:
+        for article in read_squad(path):
+            title = str(article.get("title", ""))
+            if title in articles:
+                dropped += 1
+                if size(article) <= size(articles[title]):
+                    continue
+            articles[title] = article
+    if dropped and log is not None:
+        log(f"{dropped} articles appear in more than one file: each kept once, in its version with most questions")
+    return list(articles.values())
+
+
 def make_pool(articles: Iterable[dict]) -> Pool:
     pool = Pool([], [], [], [], {})
     for article in articles:
@@ -125,12 +148,26 @@ def make_pool(articles: Iterable[dict]) -> Pool:
 
 
 def first_stage(pool: Pool, questions: Sequence[Question], encode, top: int,
-                scores: list[list[float]] | None = None) -> list[list[int]]:
+                scores: list[list[float]] | None = None, within_article: bool = False) -> list[list[int]]:
     """For each question, the `top` sentences of the whole pool ranked as the answer step ranks them before the
     reader: half embedding cosine, half the IDF-weighted share of the question's terms present (their scores
-    are appended to `scores` when it is given)."""
-    sent_vecs = encode([s.text for s in pool.sentences])
+    are appended to `scores` when it is given). With `within_article`, only the sentences of the question's
+    own article compete (hard negatives for training, at a cost that stays flat as the pool grows); only the
+    sentences of articles that have questions are embedded then."""
+    asked = {q.article for q in questions}
+    wanted = [i for i, s in enumerate(pool.sentences) if not within_article or s.article in asked]
+    sent_vecs = np.zeros((len(pool.sentences), 1), dtype=np.float32)
+    if wanted:
+        vecs = encode([pool.sentences[i].text for i in wanted])
+        sent_vecs = np.zeros((len(pool.sentences), vecs.shape[1]), dtype=np.float32)
+        sent_vecs[wanted] = vecs
     q_vecs = encode([q.text for q in questions])
+    rows_of: dict[str, np.ndarray] = {}
+    if within_article:
+        grouped: dict[str, list[int]] = {}
+        for i, s in enumerate(pool.sentences):
+            grouped.setdefault(s.article, []).append(i)
+        rows_of = {a: np.asarray(r) for a, r in grouped.items()}
     postings: dict[str, list[int]] = {}
     for i, s in enumerate(pool.sentences):
         for t in set(content_terms(s.text)):
@@ -148,8 +185,15 @@ def first_stage(pool: Pool, questions: Sequence[Question], encode, top: int,
             total += idf
             if rows is not None:
                 lexical[rows] += idf
-        score = 0.5 * (sent_vecs @ q_vecs[qi]) + 0.5 * lexical / (total or 1.0)
-        order = np.argsort(-score, kind="stable")[:top]
+        if within_article:
+            rows = rows_of.get(q.article, np.zeros(0, dtype=np.int64))
+            local = 0.5 * (sent_vecs[rows] @ q_vecs[qi]) + 0.5 * lexical[rows] / (total or 1.0)
+            score = np.full(n, -np.inf)
+            score[rows] = local
+            order = rows[np.argsort(-local, kind="stable")[:top]]
+        else:
+            score = 0.5 * (sent_vecs @ q_vecs[qi]) + 0.5 * lexical / (total or 1.0)
+            order = np.argsort(-score, kind="stable")[:top]
         ranked.append([int(i) for i in order])
         if scores is not None:
             scores.append([float(score[i]) for i in order])
