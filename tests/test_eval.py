@@ -113,6 +113,8 @@ def test_eval_json_on_the_shipped_questions(bundled_index: rag.Settings) -> None
     assert report["hit@5"] == 1.0
     assert report["first_quote_accuracy"] == 1.0 and report["supported_accuracy"] == 1.0
     assert report["abstention_unanswerable"] == 1.0 and report["false_abstention"] == 0.0
+    answered = [q for q in report["per_question"] if not q["abstained"]]
+    assert report["answered_precision"] == round(sum(q["supported"] for q in answered) / len(answered), 4) == 1.0
     assert [q["id"] for q in report["per_question"]] == [r["id"] for r in rows]
     assert report["reader"] == "bundled" and report["reader_threshold"] == bundled_index.answer.reader_threshold
     # the abstention curve over the reader's confidence: answered share falls as the threshold rises

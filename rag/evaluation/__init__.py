@@ -116,7 +116,7 @@ def evaluate_qa(path: Path, settings: Settings, k: int = 5, engine: Engine | Non
     engine = engine or get_engine(settings)
     sources = _source_texts(settings)
     ranks: list[int | None] = []
-    first = supported = false_abstain = right_abstain = in_closest = 0
+    first = supported = false_abstain = right_abstain = in_closest = answered = 0
     n_answerable = n_unanswerable = 0
     citations = valid = 0
     latencies: list[float] = []
@@ -152,6 +152,7 @@ def evaluate_qa(path: Path, settings: Settings, k: int = 5, engine: Engine | Non
         is_first = not answer.abstained and quotes_answer(groups, quotes[:1])
         # abstained, but the answer is among the closest sentences shown for the user to check
         shown = answer.abstained and bool(groups) and quotes_answer(groups, [c.quote for c in answer.closest])
+        answered += not answer.abstained
         confidences.append(answer.confidence)
         answerable_flags.append(answerable)
         # what the top sentence would give if answered: right when its quote holds the answer
@@ -185,6 +186,8 @@ def evaluate_qa(path: Path, settings: Settings, k: int = 5, engine: Engine | Non
         "first_quote_accuracy": round(first / max(1, n_answerable), 4),
         "abstention_unanswerable": round(right_abstain / max(1, n_unanswerable), 4),
         "false_abstention": round(false_abstain / max(1, n_answerable), 4),
+        # of the questions answered (not abstained on), the share whose quotes hold a gold answer
+        "answered_precision": round(supported / answered, 4) if answered else None,
         # of the answerable questions abstained on, the share whose answer a closest sentence shows
         "answer_in_closest": round(in_closest / false_abstain, 4) if false_abstain else None,
         "citation_validity": round(valid / citations, 4) if citations else 1.0,
@@ -388,6 +391,8 @@ def format_report(report: dict[str, Any]) -> str:
     for key in ("hit@1", "hit@3", "hit@5", "mrr", "supported_accuracy", "first_quote_accuracy",
                 "abstention_unanswerable", "false_abstention", "citation_validity"):
         lines.append(f"  {key:<24} {report[key]:.3f}")
+    if report.get("answered_precision") is not None:
+        lines.append(f"  {'answered_precision':<24} {report['answered_precision']:.3f}  (of the questions answered)")
     if report.get("answer_in_closest") is not None:
         lines.append(f"  {'answer_in_closest':<24} {report['answer_in_closest']:.3f}  (of the false abstentions)")
     lines.append(f"  {'latency p50 / p95':<24} {report['latency_ms_p50']:.1f} / {report['latency_ms_p95']:.1f} ms")
