@@ -122,6 +122,9 @@ class Answer:
     # With the reader, when it abstains: the sentences it judged closest to answering, as exact spans for the
     # user to check. Not citations: none was trusted enough to quote as the answer.
     closest: tuple[Citation, ...] = ()
+    # With the reader, when it abstains but its best sentence comes close: the text leads with `closest[0]` as a
+    # possible answer, marked as such, for the user to check. Still abstained: nothing is asserted or cited.
+    possible: bool = False
     # In a conversation: the standalone question this turn was answered as (equal to `question` when it
     # stands alone); None when asked with no conversation.
     standalone: str | None = None
@@ -135,6 +138,7 @@ class Answer:
             **({} if self.standalone is None else {"standalone": self.standalone}),
             answer=self.text,
             abstained=self.abstained,
+            possible_answer=self.possible,
             evidence=None if self.evidence is None else round(self.evidence, 4),
             confidence=None if self.confidence is None else round(self.confidence, 4),
             mode=self.mode,

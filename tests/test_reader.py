@@ -8,18 +8,21 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import BUNDLED, DATA, make_settings
 from typer.testing import CliRunner, Result
 
 import rag
 from rag.answer.compose import with_speaker
+from rag.answer.conversation import answer_from_dict
 from rag.answer.question import parts, reading_questions
 from rag.answer.reader_features import PairEncoder, best_span, token_span
 from rag.answer.reader_onnx import CARD_FILE, MODEL_DIR, MODEL_FILE
 from rag.answer.reader_onnx import OnnxReader as Reader
 from rag.answer.readers import load_reader
 from rag.cli import app
+from rag.evaluation.squad_paragraph import exact_match, f1_score, normalize_answer
 from rag.training.calibration import auroc, best_threshold, decision_curve, platt
 
 try:  # every test here runs against both stores: the folder index and the same archive in PostgreSQL
@@ -201,7 +204,9 @@ def test_on_topic_questions_the_archive_cannot_answer_are_abstained_on(engine: r
                                                                        question: str) -> None:
     answer = engine.ask(question)
     assert answer.abstained, answer.text
-    assert answer.text in (rag.answer.compose.ABSTAIN_TEXT, rag.answer.compose.UNSURE_TEXT) and not answer.citations
+    assert answer.text in (rag.answer.compose.ABSTAIN_TEXT, rag.answer.compose.UNSURE_TEXT) or (
+        answer.possible and answer.text.startswith(rag.answer.compose.POSSIBLE_LEAD))
+    assert not answer.citations and answer.to_dict()["citations"] == []
     assert answer.passages  # the closest passages are still shown
     assert answer.confidence is not None and answer.confidence < 0.5
     assert all(c.confidence is not None and c.confidence < 0.5 for c in answer.closest)
@@ -220,7 +225,13 @@ def test_an_unsure_reader_shows_the_closest_sentences_as_exact_spans_not_citatio
     if not answer.abstained:  # a better reader may answer it: then the answer must be quoted
         assert any(answer_text in c.quote for c in answer.citations), answer.text
         return
-    assert answer.text == rag.answer.compose.UNSURE_TEXT and not answer.citations
+    assert not answer.citations
+    if answer.possible:  # the best of them leads, marked as possible, with its confidence
+        best = answer.closest[0]
+        assert answer.text.startswith(rag.answer.compose.POSSIBLE_LEAD) and f"“{best.quote}” (1)" in answer.text
+        assert f"confidence {best.confidence:.0%}" in answer.text
+    else:
+        assert answer.text == rag.answer.compose.UNSURE_TEXT
     assert 1 <= len(answer.closest) <= rag.answer.compose.CLOSEST
     assert [c.n for c in answer.closest] == list(range(1, len(answer.closest) + 1))
     confidences = [c.confidence for c in answer.closest]
@@ -274,6 +285,30 @@ def test_a_pronoun_speaker_is_named_by_the_sentence_before(bundled_index: rag.Se
 
 
 @pytest.mark.slow
+def test_an_unsure_reader_leads_with_a_possible_answer_that_is_not_cited(bundled_index: rag.Settings) -> None:
+    """A threshold the best sentence cannot reach: the answer is not asserted (abstained, nothing cited or
+    exported as a reference) but leads with that sentence, marked as possible, for the user to check."""
+    strict = bundled_index.update("answer", reader_threshold=0.999)
+    answer = rag.get_engine(strict).ask("How many sets of remains of Ukrainian soldiers did Kiev get back?")
+    assert answer.abstained and answer.possible and not answer.citations and answer.closest
+    best = answer.closest[0]
+    assert "14,000" in best.quote and source(bundled_index, best)[best.start:best.end] == best.quote
+    assert rag.answer.compose.POSSIBLE_FLOOR <= (best.confidence or 0.0) < 0.999
+    assert answer.text.startswith(f"{rag.answer.compose.POSSIBLE_LEAD} (confidence {best.confidence:.0%}, under "
+                                  "the 100% needed to state it; check this quote): ")
+    assert f"“{best.quote}” (1)" in answer.text
+    data = answer.to_dict()
+    assert data["abstained"] is True and data["possible_answer"] is True and data["citations"] == []
+    assert answer_from_dict(data).possible
+    from rag.export import export_answers
+
+    assert "14,000" not in export_answers([answer], "bibtex") + export_answers([answer], "ris")
+    assert "*Not confirmed:" in export_answers([answer], "markdown")
+    # nothing close at all: the plain abstention, no possible answer
+    far = rag.get_engine(strict).ask("What is the boiling point of liquid nitrogen on Mars?")
+    assert far.abstained and not far.possible and not far.text.startswith(rag.answer.compose.POSSIBLE_LEAD)
+
+
 def test_reader_off_keeps_the_first_stage_answer(bundled_index: rag.Settings) -> None:
     off = bundled_index.update("answer", reader="off")
     answer = rag.get_engine(off).ask("How many sets of Ukrainian remains were returned?")
@@ -309,6 +344,40 @@ def test_eval_squad_asks_every_question_against_the_whole_corpus(tmp_path: Path)
     assert "5 questions" in again.stdout.splitlines()[0]
 
 
+def test_the_official_squad_metric() -> None:
+    assert normalize_answer("The  Crocus-Expo, Center!") == "crocusexpo center"
+    assert exact_match("the Crocus Expo", ["Crocus Expo", "Moscow"]) == 1.0
+    assert f1_score("Crocus Expo Center near Moscow", ["Crocus Expo"]) == pytest.approx(2 * 0.4 * 1 / 1.4)
+    assert f1_score("Moscow", ["Crocus Expo"]) == 0.0
+    # an unanswerable question: right only with no answer
+    assert exact_match("", []) == f1_score("", []) == 1.0 and exact_match("Moscow", []) == f1_score("x", []) == 0.0
+    assert exact_match("", ["Moscow"]) == 0.0
+
+
+@pytest.mark.slow
+def test_eval_squad_paragraph_scores_the_reader_with_the_official_metric(tmp_path: Path) -> None:
+    result = run("eval", "--squad", SQUAD, "--paragraph", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert (report["questions"], report["answerable"], report["unanswerable"]) == (16, 8, 8)
+    rows = report["per_question"]
+    threshold = report["reader_threshold"]
+    predictions = [r["prediction"] if r["confidence"] >= threshold else "" for r in rows]
+    assert report["exact"] == pytest.approx(100 * np.mean([exact_match(p, r["golds"])
+                                                           for p, r in zip(predictions, rows)]), abs=0.01)
+    assert report["f1"] == pytest.approx(100 * np.mean([f1_score(p, r["golds"])
+                                                        for p, r in zip(predictions, rows)]), abs=0.01)
+    assert 0 <= report["exact"] <= report["f1"] <= 100 and report["best_f1"] >= report["f1"]
+    # a predicted answer is a span of the question's own paragraph
+    contexts = {qa["id"]: p["context"] for a in json.loads(SQUAD.read_text())["data"] for p in a["paragraphs"]
+                for qa in p["qas"]}
+    assert all(r["prediction"] and r["prediction"] in contexts[r["id"]] for r in rows)
+    text = run("eval", "--squad", SQUAD, "--paragraph")
+    assert text.exit_code == 0 and "exact match" in text.stdout and "75.6" in text.stdout
+    alone = run("eval", "--paragraph")
+    assert alone.exit_code == 1 and "--paragraph goes with --squad" in alone.stderr
+
+
 def test_eval_squad_refuses_a_file_that_is_not_squad(tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text('{"version": 2}', encoding="utf-8")
@@ -331,6 +400,9 @@ def test_reader_train_writes_a_reader_that_loads(tmp_path: Path) -> None:
     reader = Reader(out)
     card = json.loads((out / CARD_FILE).read_text(encoding="utf-8"))
     assert card["data"]["test_articles"] == ["Immune_system"] and card["settings"]["seed"] == 13
+    assert card["device"].startswith("cpu (1 threads), ") and card["calibration"]["threshold"] == 0.5
+    assert 0.05 <= card["calibration"]["fitted_threshold"] <= 0.95
+    assert not (out / "checkpoint").exists()  # written, so nothing is left to resume
     readings = reader.read("What is the first true engine?", ["The first engine was the atmospheric engine.",
                                                               "Cats sleep a lot."])
     assert len(readings) == 2 and all(0.0 <= r.confidence <= 1.0 for r in readings)

@@ -81,7 +81,8 @@ def answer_html(turn: int, answer: Answer) -> str:
 
     body = _MARKER.sub(link, esc(answer.text))
     if answer.abstained:
-        badge = "No clear answer in the archive" if answer.closest else "No answer in the archive"
+        badge = ("Possible answer, not confirmed: check the quote" if answer.possible else
+                 "No clear answer in the archive" if answer.closest else "No answer in the archive")
         return f'<div class="rag-answer rag-abstained"><div class="rag-badge">{badge}</div>\n{body}</div>'
     return f'<div class="rag-answer">{body}</div>'
 

@@ -22,6 +22,10 @@ ABSTAIN_TEXT = ("The archive does not answer this question: no passage is close 
 # With the reader: on-topic sentences exist, but none answers clearly enough to quote as the answer.
 UNSURE_TEXT = ("The archive does not clearly answer this question: no sentence answers it surely enough to quote. "
                "The sentences closest to answering it are listed below for you to check; they are not citations.")
+# With the reader, when it is unsure but its best sentence comes this close, the answer leads with that sentence
+# as a possible answer, clearly marked and not cited (`Answer.possible`); below it, only the list is shown.
+POSSIBLE_FLOOR = 0.2
+POSSIBLE_LEAD = "Possible answer, not confirmed"
 # What the CLI, the Markdown export and the app call that list.
 CLOSEST_HEADING = "Closest sentences (not citations: none answers clearly enough)"
 
@@ -110,6 +114,15 @@ def closest(judged_parts: Sequence[tuple[str, Sequence[Candidate]]], limit: int 
             seen.add(key)
             out.append(c)
     return out
+
+
+def possible_answer(best: Candidate, threshold: float) -> str:
+    """The text of an answer that leads with the sentence the reader trusts most when it does not trust it
+    enough to state it: marked as possible, with its confidence, for the user to check (not a citation)."""
+    return (f"{POSSIBLE_LEAD} (confidence {best.confidence or 0.0:.0%}, under the {threshold:.0%} needed to "
+            f"state it; check this quote): {attribution(best.hit)} “{best.quote}” (1). The archive does not "
+            "clearly answer this question; the sentences closest to answering it are listed below, not as "
+            "citations.")
 
 
 def closest_citations(chosen: Sequence[Candidate]) -> list[Citation]:

@@ -150,4 +150,4 @@ def answer_from_dict(data: Mapping[str, Any]) -> Answer:
                   confidence=data.get("confidence"),
                   readings={h["chunk_id"]: h["confidence"] for h in passages if h.get("confidence") is not None},
                   closest=tuple(citation_from_dict(c) for c in data.get("closest") or []),
-                  standalone=data.get("standalone"))
+                  possible=bool(data.get("possible_answer", False)), standalone=data.get("standalone"))

@@ -15,7 +15,8 @@ from ..errors import LLMUnavailable
 from ..index.store import Snapshot
 from ..records import Answer, Hit
 from ..settings import AnswerSettings, LLMSettings
-from .compose import ABSTAIN_TEXT, UNSURE_TEXT, closest, closest_citations, compose, decide, read
+from .compose import (ABSTAIN_TEXT, POSSIBLE_FLOOR, UNSURE_TEXT, closest, closest_citations, compose, decide,
+                      possible_answer, read)
 from .first_stage import Candidate, score_sentences, select
 from .question import parts, reading_questions
 from .reader import Reader
@@ -89,7 +90,10 @@ def answer(retrieved: Retrieved, settings: AnswerSettings, llm: LLMSettings, rea
                 shown.add(c.hit.chunk.chunk_id)
                 hits.append(c.hit)
     timings["read_ms"] = (time.perf_counter() - began) * 1000
-    if abstained:
+    possible = abstained and bool(nearest) and (nearest[0].confidence or 0.0) >= POSSIBLE_FLOOR
+    if possible:
+        answer_text, citations = possible_answer(nearest[0], settings.reader_threshold), []
+    elif abstained:
         answer_text, citations = (UNSURE_TEXT if nearest else ABSTAIN_TEXT), []
     else:
         said, terms = statements_of(gen, chosen), set(content_terms(text))
@@ -115,4 +119,4 @@ def answer(retrieved: Retrieved, settings: AnswerSettings, llm: LLMSettings, rea
     return Answer(question=text, text=answer_text, abstained=abstained, citations=tuple(citations),
                   passages=tuple(hits), timings=timings, mode=used_mode, notices=tuple(notices), id=id,
                   evidence=scored[0].score if scored else None, confidence=confidence, readings=readings,
-                  closest=tuple(closest_citations(nearest)))
+                  closest=tuple(closest_citations(nearest)), possible=possible)

@@ -204,7 +204,10 @@ def _markdown_answer(answer: Answer, heading: str) -> str:
     out = [f"## {heading}{_md(answer.question)}", ""]
     if answer.standalone and answer.standalone != answer.question:  # a follow-up, as it was answered
         out += [f"*Answering: {_md(answer.standalone)}*", ""]
-    if answer.abstained:
+    if answer.possible:
+        out += ["*Not confirmed: the answer below is a possible one the assistant was not sure enough of to "
+                "state; check its quote. Nothing is cited.*", ""]
+    elif answer.abstained:
         out += ["*Abstained: the archive did not support an answer, so nothing is cited.*", ""]
     out += ["\n".join(_md_lines(answer.text)), ""]
     out += [f"*Notice: {_md(notice)}*\n" for notice in answer.notices]
