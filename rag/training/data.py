@@ -1,8 +1,9 @@
 """Training and validation data for the reader, derived from SQuAD 2.0 files.
 
 Each question is paired with candidate sentences the way the answer step will meet them: the sentences a
-first-stage ranking (embedding cosine and weighted term overlap, as in `rag.answer`) puts on top across the
-whole pool of articles, plus sentences of the question's own paragraph. A pair is positive when its sentence
+first-stage ranking (embedding cosine and weighted term overlap, as in `rag.answer`) puts on top (across the
+whole pool for held-out questions; within the question's own article for training questions, which keeps the
+cost flat over hundreds of articles), plus sentences of the question's own paragraph. A pair is positive when its sentence
 holds the question's answer span. Hard negatives come from three places: the plausible-answer sentences of
 unanswerable questions, the top-ranked sentences that do not hold the answer, and questions derived from
 answerable ones by swapping one name, number or year for another of the same article (the sentence that
