@@ -33,8 +33,8 @@ WIRE = DATA / "query" / "wire.jsonl"
 REMAINS = "How many sets of Ukrainian remains were returned?"
 JAPAN = "Who is the prime minister of Japan?"
 UNSURE = "For how long did Israel and Iran trade missile fire before America joined in?"  # the reader is unsure
-TOP_KEYS = {"question", "answer", "abstained", "citations", "closest", "passages", "timings", "mode", "notices",
-            "evidence", "confidence"}
+TOP_KEYS = {"question", "answer", "abstained", "possible_answer", "citations", "closest", "passages", "timings",
+            "mode", "notices", "evidence", "confidence"}
 CITATION_KEYS = {"n", "doc_id", "chunk_id", "title", "source", "start", "end", "quote", "answer_span"}
 PASSAGE_KEYS = {"rank", "doc_id", "chunk_id", "title", "source", "start", "end", "text", "score", "dense", "lexical"}
 READ = {"confidence"}  # the reader's confidence, on what it read
@@ -425,7 +425,11 @@ def test_odd_characters_give_a_sane_answer(untouched: rag.Settings, question: st
     data = json.loads(ok(run("ask", question, "--json", *paths(untouched))).stdout)
     assert set(data) == TOP_KEYS
     assert "\x00" not in data["question"] and "\x1b" not in data["question"]
-    assert len(data["passages"]) == untouched.retrieval.k
+    k = untouched.retrieval.k
+    assert len(data["passages"]) >= k
+    # past the first k, a passage is listed only for a cited (or closest) sentence inside it
+    quoted = {c["chunk_id"] for c in data["citations"] + data["closest"]}
+    assert all(p["chunk_id"] in quoted for p in data["passages"][k:])
     if data["abstained"]:
         assert data["citations"] == []
     else:
