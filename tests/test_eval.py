@@ -262,4 +262,4 @@ def test_front_door_eval_without_arguments(tmp_path: Path) -> None:
     assert proc.returncode == 1 and proc.stdout == ""
     assert proc.stderr.strip().splitlines() == [
         "error: Give a question file (rag eval QA.jsonl), --dialogues FILE.jsonl, --attributions LABELS.jsonl, "
-        "--squad FILE.json or --beir DIR."]
+        "--squad FILE.json [--paragraph] or --beir DIR."]
