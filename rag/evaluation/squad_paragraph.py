@@ -106,9 +106,10 @@ def evaluate_squad_paragraph(path: Path, settings: Settings, sample: int | None 
     wanted = sorted({i for q in questions for i in pool.by_paragraph.get(q.paragraph, [])})
     vectors = dict(zip(wanted, encode([pool.sentences[i].text for i in wanted])))
     q_vectors = encode([q.text for q in questions])
+    terms = [set(content_terms(s.text)) for s in pool.sentences]
     df: collections.Counter[str] = collections.Counter()
-    for s in pool.sentences:
-        df.update(set(content_terms(s.text)))
+    for present in terms:
+        df.update(present)
     n = len(pool.sentences)
     rows = []
     for qi, q in enumerate(questions):
@@ -117,9 +118,8 @@ def evaluate_squad_paragraph(path: Path, settings: Settings, sample: int | None 
             continue
         idf = {t: float(np.log(1 + (n - df[t] + 0.5) / (df[t] + 0.5))) for t in set(content_terms(q.text))}
         total = sum(idf.values()) or 1.0
-        first = [0.5 * float(vectors[i] @ q_vectors[qi]) + 0.5 * sum(w for t, w in idf.items()
-                                                                      if t in set(content_terms(s.text))) / total
-                 for i, s in zip(pool.by_paragraph[q.paragraph], sentences)]
+        first = [0.5 * float(vectors[i] @ q_vectors[qi]) + 0.5 * sum(w for t, w in idf.items() if t in terms[i]) / total
+                 for i in pool.by_paragraph[q.paragraph]]
         readings = reader.read(q.text, [s.text for s in sentences], [s.context for s in sentences], first)
         best = max(range(len(readings)), key=lambda i: readings[i].confidence)
         span = readings[best].span

@@ -1,5 +1,5 @@
 """`rag reader train`: fine-tune the reader from the bundled MiniLM on SQuAD 2.0 files, validate it on held-out
-articles, and write it as data files (ONNX, int8) with a JSON card. Seeded; CPU is enough (about two hours on
+articles, and write it as data files (ONNX, int8) with a JSON card. Seeded; CPU is enough (about 1.5 hours on
 two cores in bf16), and an interrupted run resumes from its last checkpoint."""
 
 from __future__ import annotations
