@@ -129,6 +129,15 @@ class Answer:
     # stands alone); None when asked with no conversation.
     standalone: str | None = None
 
+    @property
+    def shown(self) -> tuple[Citation, ...]:
+        """The spans the user was shown as the answer, which a follow-up can point back to: the citations, or
+        for a possible answer the sentence it leads with (not a citation: never exported as a reference); none
+        for an abstention that shows only a list."""
+        if self.possible:
+            return self.closest[:1]
+        return () if self.abstained else self.citations
+
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {}
         if self.id is not None:

@@ -107,7 +107,7 @@ def _conversation_text(conversation: Conversation) -> str:
     parts = []
     for t in conversation.turns:
         parts += [t.question, t.standalone, t.answer.text]
-        parts += [c.quote for c in t.answer.citations] + [c.title for c in t.answer.citations]
+        parts += [c.quote for c in t.answer.shown] + [c.title for c in t.answer.shown]
     return "\n".join(parts)
 
 
@@ -202,7 +202,7 @@ def _referent(female: bool, conversation: Conversation) -> str | None:
     person the last question was about; else one its answer quotes; then the same in earlier turns."""
     everything = _conversation_text(conversation)
     for turn in reversed(conversation.turns):
-        quotes = " ".join(c.quote for c in turn.answer.citations) if not turn.answer.abstained else ""
+        quotes = " ".join(c.quote for c in turn.answer.shown)
         asked = [p for p in _persons(turn.standalone) if p[1] == female]
         answered = [p for p in _persons(quotes) if p[1] == female and p[0] not in turn.standalone]
         order = (answered + asked) if _asks_who(turn.standalone) else (asked + answered)
@@ -250,8 +250,8 @@ def _topic(conversation: Conversation, question: str, figures: bool, names_only:
                 continue
             have.add(key)
             words.append(w)
-    if figures and not last.answer.abstained:
-        for c in last.answer.citations[:1]:
+    if figures:
+        for c in last.answer.shown[:1]:
             for m in _FIGURE.finditer(c.quote):
                 if fold(m.group()) not in have:
                     have.add(fold(m.group()))
@@ -358,7 +358,7 @@ def resolve(question: str, conversation: Conversation) -> Resolution:
     if not conversation.turns or not text:
         return Resolution(question=question, standalone=question)
     last = conversation.turns[-1]
-    boost = tuple(dict.fromkeys(c.doc_id for c in last.answer.citations))
+    boost = tuple(dict.fromkeys(c.doc_id for c in last.answer.shown))
     kind, pronouns = _dependency(text)
     if kind is None:
         return Resolution(question=question, standalone=question)

@@ -44,7 +44,7 @@ def _rewrite_messages(question: str, conversation: Conversation) -> list[dict[st
     lines = []
     for t in conversation.turns[-3:]:
         lines.append(f"User: {t.standalone}")
-        quotes = " ".join(f"“{c.quote}”" for c in t.answer.citations[:2])
+        quotes = " ".join(f"“{c.quote}”" for c in t.answer.shown[:2])
         lines.append(f"Assistant: {quotes or t.answer.text}")
     user = ("Conversation so far:\n" + "\n".join(lines) + f"\n\nLast question: {question}\n\n"
             "Rewrite the last question as one standalone question.")
@@ -87,7 +87,7 @@ def plan_turn(question: str, conversation: Conversation | None, mode: str | None
         return replace(plan, notices=(f"The language model's rewrite “{proposed}” adds words found nowhere in the "
                                     f"conversation ({shown}); the rule-based form is used.",))
     depends = plan.depends or proposed != question
-    boost = plan.boost_doc_ids or tuple(dict.fromkeys(c.doc_id for c in ctx.turns[-1].answer.citations))
+    boost = plan.boost_doc_ids or tuple(dict.fromkeys(c.doc_id for c in ctx.turns[-1].answer.shown))
     return replace(plan, standalone=proposed, depends=depends, boost_doc_ids=boost if depends else ())
 
 
