@@ -35,8 +35,8 @@ bench: setup
 
 # Retrain the shipped answer reader from the SQuAD files beside the repository (SQuAD 1.1 train and the SQuAD 2.0
 # parts): about 1.5 hours on two cores in bf16; run it again after an interruption and it resumes from its last
-# checkpoint. WordNet (Debian's wordnet-base) is installed first: training derives questions from it. The reader it
-# writes is the one in benchmarks/readers/retrained/, not yet the shipped one (see docs/figures.md, Answers).
+# checkpoint. WordNet (Debian's wordnet-base) is installed first: training derives questions from it. It prints the
+# held-out figures and writes rag/answer/model/ (reader.onnx and card.json), the reader the product ships.
 EVAL ?= ../shared/eval
 reader: setup
 	scripts/ensure-wordnet

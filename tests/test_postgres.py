@@ -26,7 +26,7 @@ from rag.index.stores import open_store
 pytestmark = pytest.mark.slow
 
 QUESTIONS = [
-    "Where was the National Aviation Infrastructure Show held?",
+    "Where was the aviation show held?",
     "How many sets of Ukrainian remains were returned?",
     "What does the New START treaty limit?",
     "Who won the presidential election in Poland?",

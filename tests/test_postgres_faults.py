@@ -101,7 +101,7 @@ def test_namespaces_that_share_a_prefix_never_touch_each_other(tmp_path: Path, p
     for _ in range(3):
         rag.build_index(mine, embedder=FakeEmbedder())
     engine = rag.Engine(other, embedder=FakeEmbedder())
-    assert engine.ask("Where was the National Aviation Infrastructure Show held?").citations
+    assert engine.ask("Where was the aviation show held?").citations
     engine.close()
     verified(other)
     assert rag.index_info(other)["problem"] is None
@@ -350,7 +350,7 @@ def test_an_engine_answers_the_next_question_after_a_server_restart(tmp_path: Pa
     emb = FakeEmbedder()
     rag.build_index(settings, embedder=emb)
     engine = rag.Engine(settings, embedder=emb)
-    questions = ["Where was the National Aviation Infrastructure Show held?", "What does the New START treaty limit?"]
+    questions = ["Where was the aviation show held?", "What does the New START treaty limit?"]
     threads = [threading.Thread(target=engine.ask, args=(q,)) for q in questions * 3]  # several pooled connections
     for t in threads:
         t.start()

