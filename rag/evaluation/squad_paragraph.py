@@ -18,7 +18,6 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..answer.readers import load_reader
-from ..common.text import content_terms
 from ..errors import BadQuestion
 from ..settings import Settings
 
@@ -86,7 +85,7 @@ def evaluate_squad_paragraph(path: Path, settings: Settings, sample: int | None 
                              progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Paragraph-given EM/F1 of the reader in force on a SQuAD 2.0 file (see the module docstring)."""
     from ..index.encoders import load_embedder
-    from ..training.data import make_pool, read_squad
+    from ..training.data import TermShare, first_stage_score, make_pool, read_squad
 
     if settings.answer.reader == "off":
         raise BadQuestion("--paragraph measures the reader, and answer.reader is 'off': set it to 'bundled' or a "
@@ -106,20 +105,15 @@ def evaluate_squad_paragraph(path: Path, settings: Settings, sample: int | None 
     wanted = sorted({i for q in questions for i in pool.by_paragraph.get(q.paragraph, [])})
     vectors = dict(zip(wanted, encode([pool.sentences[i].text for i in wanted])))
     q_vectors = encode([q.text for q in questions])
-    terms = [set(content_terms(s.text)) for s in pool.sentences]
-    df: collections.Counter[str] = collections.Counter()
-    for present in terms:
-        df.update(present)
-    n = len(pool.sentences)
+    share = TermShare([s.text for s in pool.sentences])
     rows = []
     for qi, q in enumerate(questions):
-        sentences = [pool.sentences[i] for i in pool.by_paragraph.get(q.paragraph, [])]
+        members = pool.by_paragraph.get(q.paragraph, [])
+        sentences = [pool.sentences[i] for i in members]
         if not sentences:
             continue
-        idf = {t: float(np.log(1 + (n - df[t] + 0.5) / (df[t] + 0.5))) for t in set(content_terms(q.text))}
-        total = sum(idf.values()) or 1.0
-        first = [0.5 * float(vectors[i] @ q_vectors[qi]) + 0.5 * sum(w for t, w in idf.items() if t in terms[i]) / total
-                 for i in pool.by_paragraph[q.paragraph]]
+        lexical = share(q.text)
+        first = [float(first_stage_score(vectors[i] @ q_vectors[qi], lexical[i])) for i in members]
         readings = reader.read(q.text, [s.text for s in sentences], [s.context for s in sentences], first)
         best = max(range(len(readings)), key=lambda i: readings[i].confidence)
         span = readings[best].span

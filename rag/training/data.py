@@ -3,8 +3,8 @@
 Each question is paired with candidate sentences the way the answer step will meet them: the sentences a
 first-stage ranking (embedding cosine and weighted term overlap, as in `rag.answer`) puts on top (across the
 whole pool for held-out questions; within the question's own article for training questions, which keeps the
-cost flat over hundreds of articles), plus sentences of the question's own paragraph. A pair is positive when its sentence
-holds the question's answer span. Hard negatives come from three places: the plausible-answer sentences of
+cost flat over hundreds of articles), plus sentences of the question's own paragraph. A pair is positive when
+its sentence holds the question's answer span. Hard negatives come from three places: the plausible-answer sentences of
 unanswerable questions, the top-ranked sentences that do not hold the answer, and questions derived from
 answerable ones by swapping one name, number or year for another of the same article (the sentence that
 answered the original no longer answers the swapped question: "another country's figure")."""
@@ -20,6 +20,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from ..answer.first_stage import DENSE_WEIGHT, LEXICAL_WEIGHT
 from ..common.text import STOPWORDS, content_terms, word_bounded
 from ..ingest.sentences import sentence_spans
 from ..settings import CorpusSettings
@@ -148,12 +149,38 @@ def make_pool(articles: Iterable[dict]) -> Pool:
     return pool
 
 
+class TermShare:
+    """For a question, the IDF-weighted share of its terms that each of `texts` holds: the lexical half."""
+
+    def __init__(self, texts: Sequence[str]) -> None:
+        postings: dict[str, list[int]] = {}
+        for i, text in enumerate(texts):
+            for t in set(content_terms(text)):
+                postings.setdefault(t, []).append(i)
+        self.index, self.n = {t: np.asarray(rows) for t, rows in postings.items()}, len(texts)
+
+    def __call__(self, question: str) -> np.ndarray:
+        lexical, total = np.zeros(self.n), 0.0
+        for t in set(content_terms(question)):
+            rows = self.index.get(t)
+            df = 0 if rows is None else len(rows)
+            idf = float(np.log(1 + (self.n - df + 0.5) / (df + 0.5)))
+            total += idf
+            if rows is not None:
+                lexical[rows] += idf
+        return lexical / (total or 1.0)
+
+
+def first_stage_score(cosine: np.ndarray, share: np.ndarray) -> np.ndarray:
+    """A sentence's first-stage evidence, mixed as the answer step mixes it (`rag.answer.first_stage`)."""
+    return DENSE_WEIGHT * cosine + LEXICAL_WEIGHT * share
+
+
 def first_stage(pool: Pool, questions: Sequence[Question], encode, top: int,
                 scores: list[list[float]] | None = None, within_article: bool = False) -> list[list[int]]:
-    """For each question, the `top` sentences of the whole pool ranked as the answer step ranks them before the
-    reader: half embedding cosine, half the IDF-weighted share of the question's terms present (their scores
-    are appended to `scores` when it is given). With `within_article`, only the sentences of the question's
-    own article compete (hard negatives for training, at a cost that stays flat as the pool grows); only the
+    """For each question, the `top` sentences of the whole pool ranked by `first_stage_score` (their scores are
+    appended to `scores` when it is given). With `within_article`, only the sentences of the question's own
+    article compete (hard negatives for training, at a cost that stays flat as the pool grows); only the
     sentences of articles that have questions are embedded then."""
     asked = {q.article for q in questions}
     wanted = [i for i, s in enumerate(pool.sentences) if not within_article or s.article in asked]
@@ -163,41 +190,23 @@ def first_stage(pool: Pool, questions: Sequence[Question], encode, top: int,
         sent_vecs = np.zeros((len(pool.sentences), vecs.shape[1]), dtype=np.float32)
         sent_vecs[wanted] = vecs
     q_vecs = encode([q.text for q in questions])
-    rows_of: dict[str, np.ndarray] = {}
-    if within_article:
-        grouped: dict[str, list[int]] = {}
-        for i, s in enumerate(pool.sentences):
-            grouped.setdefault(s.article, []).append(i)
-        rows_of = {a: np.asarray(r) for a, r in grouped.items()}
-    postings: dict[str, list[int]] = {}
-    for i, s in enumerate(pool.sentences):
-        for t in set(content_terms(s.text)):
-            postings.setdefault(t, []).append(i)
-    index = {t: np.asarray(rows) for t, rows in postings.items()}
-    n = len(pool.sentences)
-    ranked = []
+    grouped: dict[str, list[int]] = {}
+    for i, s in enumerate(pool.sentences if within_article else ()):
+        grouped.setdefault(s.article, []).append(i)
+    rows_of = {a: np.asarray(r) for a, r in grouped.items()}
+    share = TermShare([s.text for s in pool.sentences])
+    all_rows, ranked = np.arange(len(pool.sentences)), []
     for qi, q in enumerate(questions):
-        lexical = np.zeros(n)
-        total = 0.0
-        for t in set(content_terms(q.text)):
-            rows = index.get(t)
-            df = 0 if rows is None else len(rows)
-            idf = float(np.log(1 + (n - df + 0.5) / (df + 0.5)))
-            total += idf
-            if rows is not None:
-                lexical[rows] += idf
+        lexical = share(q.text)
         if within_article:
             rows = rows_of.get(q.article, np.zeros(0, dtype=np.int64))
-            local = 0.5 * (sent_vecs[rows] @ q_vecs[qi]) + 0.5 * lexical[rows] / (total or 1.0)
-            score = np.full(n, -np.inf)
-            score[rows] = local
-            order = rows[np.argsort(-local, kind="stable")[:top]]
+            local = first_stage_score(sent_vecs[rows] @ q_vecs[qi], lexical[rows])
         else:
-            score = 0.5 * (sent_vecs @ q_vecs[qi]) + 0.5 * lexical / (total or 1.0)
-            order = np.argsort(-score, kind="stable")[:top]
-        ranked.append([int(i) for i in order])
+            rows, local = all_rows, first_stage_score(sent_vecs @ q_vecs[qi], lexical)
+        best = np.argsort(-local, kind="stable")[:top]
+        ranked.append([int(rows[i]) for i in best])
         if scores is not None:
-            scores.append([float(score[i]) for i in order])
+            scores.append([float(local[i]) for i in best])
     return ranked
 
 
