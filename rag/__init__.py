@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .answer.citations import quote_in_passage
-from .answer.compose import CLOSEST_HEADING
+from .answer.compose import CLOSEST_HEADING, POSSIBLE_LEAD
 from .answer.coverage import coverage
 from .answer.speech import statements_answer
 from .answer.conversation import Conversation, ConversationError, Turn
@@ -86,7 +86,7 @@ __all__ = [
     "EXPORT_FORMATS", "ExportError", "ExportFormat", "EXPORTS", "format_for_path", "format_references",
     "get_engine", "Hit", "index_info", "index_status", "IndexCorrupt", "indexed_documents", "IndexFolderRefused",
     "IndexLocked", "IndexMismatch", "IndexMissing", "IndexStatus", "IndexWriteFailed", "iter_articles",
-    "LLMUnavailable", "load_documents", "load_settings", "no_articles", "quote_in_passage", "RagError",
+    "LLMUnavailable", "load_documents", "load_settings", "no_articles", "POSSIBLE_LEAD", "quote_in_passage", "RagError",
     "read_corpus", "reader_info", "ReaderError", "Reference", "search", "Settings", "SettingsError", "source_text",
     "SpanError", "Speaker", "speakers", "statement_citations", "statements", "StoreUnavailable", "style_file",
     "Turn", "verify_index", "write_export", "__version__",

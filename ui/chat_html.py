@@ -11,7 +11,7 @@ import re
 from typing import Iterable, Mapping, Sequence
 from urllib.parse import urlsplit
 
-from rag import CLOSEST_HEADING, Answer, Citation, Document, Hit, quote_in_passage
+from rag import CLOSEST_HEADING, POSSIBLE_LEAD, Answer, Citation, Document, Hit, quote_in_passage
 
 STYLE = """<style>
 .rag-question, .rag-answer { white-space: pre-wrap; overflow-wrap: anywhere; }
@@ -81,7 +81,7 @@ def answer_html(turn: int, answer: Answer) -> str:
 
     body = _MARKER.sub(link, esc(answer.text))
     if answer.abstained:
-        badge = ("Possible answer, not confirmed: check the quote" if answer.possible else
+        badge = (f"{POSSIBLE_LEAD}: check the quote" if answer.possible else
                  "No clear answer in the archive" if answer.closest else "No answer in the archive")
         return f'<div class="rag-answer rag-abstained"><div class="rag-badge">{badge}</div>\n{body}</div>'
     return f'<div class="rag-answer">{body}</div>'
