@@ -384,6 +384,16 @@ def test_eval_squad_paragraph_scores_the_reader_with_the_official_metric(tmp_pat
     assert alone.exit_code == 1 and "--paragraph goes with --squad" in alone.stderr
 
 
+def test_reader_train_and_calibrate_name_a_bad_option_or_missing_file_in_one_line(tmp_path: Path) -> None:
+    for command in ("train", "calibrate"):
+        result = run("reader", command, "--squad", tmp_path / "none.json", "--output", tmp_path / "r")
+        assert result.exit_code == 1 and "none.json does not exist" in result.stderr
+        assert "Traceback" not in result.output and "live index" not in result.stderr
+    result = run("reader", "train", "--squad", SQUAD, "--precision", "fp16", "--output", tmp_path / "r")
+    assert result.exit_code == 1 and "Unknown --precision 'fp16': use auto or fp32." in result.stderr
+    assert "Traceback" not in result.output and not (tmp_path / "r").exists()
+
+
 def test_eval_squad_refuses_a_file_that_is_not_squad(tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text('{"version": 2}', encoding="utf-8")

@@ -202,6 +202,11 @@ def _reader_config(squad: List[Path], output: Path, calibration: str, test: str,
                    news_corpus: Path, **more: Any) -> Any:
     from ..training.train import CALIBRATION_ARTICLES, TEST_ARTICLES, TrainConfig
 
+    for path in squad:
+        if not path.is_file():
+            raise rag.BadQuestion(f"SQuAD file {path} does not exist: give --squad the path of a SQuAD JSON file.")
+    if more.get("precision", "auto") not in ("auto", "fp32"):
+        raise rag.BadQuestion(f"Unknown --precision {more['precision']!r}: use auto or fp32.")
     return TrainConfig(squad=tuple(str(p) for p in squad), output=str(output),
                        calibration_articles=_titles(calibration) or CALIBRATION_ARTICLES,
                        test_articles=_titles(test) or TEST_ARTICLES,
@@ -228,8 +233,6 @@ def reader_train_cmd(squad: List[Path] = SquadOpt, output: Path = ReaderOutOpt,
     its card. An interrupted run resumes from its last checkpoint when run again with the same settings."""
     from ..training.train import train
 
-    if precision not in ("auto", "fp32"):
-        raise rag.BadQuestion(f"Unknown --precision {precision!r}: use auto or fp32.")
     with _errors():
         config = _reader_config(squad, output, calibration, test, news_questions, news_corpus, epochs=epochs,
                                 seed=seed, threads=threads, limit=limit, max_questions=max_questions,
