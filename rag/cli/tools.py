@@ -204,7 +204,7 @@ def _reader_config(squad: List[Path], output: Path, calibration: str, test: str,
 
     for path in squad:
         if not path.is_file():
-            raise rag.BadQuestion(f"SQuAD file {path} does not exist: give --squad the path of a SQuAD JSON file.")
+            raise rag.BadQuestion(f"SQuAD file {path} does not exist or is not a file: give --squad a SQuAD JSON file.")
     if more.get("precision", "auto") not in ("auto", "fp32"):
         raise rag.BadQuestion(f"Unknown --precision {more['precision']!r}: use auto or fp32.")
     return TrainConfig(squad=tuple(str(p) for p in squad), output=str(output),
